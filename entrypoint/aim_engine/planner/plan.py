@@ -1,0 +1,91 @@
+"""The selection result: what to run, where, and why.
+
+`select()` returns one `Plan`; the engine adapters render it into argv/env, the cache warms
+`plan.checkpoint`, `/status` and `aim-engine plan --json` show `plan.to_dict()`. Everything a
+human needs to trust the choice is in it: the reasons for the winner and, for every candidate
+that lost, why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aim_engine.catalog.types import Model, Recipe, ServeConfig
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One candidate (recipe x engine x GPU count) that was not chosen, and why."""
+
+    recipe_id: str
+    engine: str | None      # None: the whole recipe was rejected (e.g. wrong hardware)
+    gpus: int | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"recipe_id": self.recipe_id, "engine": self.engine, "gpus": self.gpus, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The chosen recipe and serve config, sized for the detected hardware.
+
+    - `config` is the recipe's `N_gpu` entry that was chosen (N == `tensor_parallel`).
+    - `data_parallel` replicas of that config run side by side (throughput metric), so
+      `gpus_used == tensor_parallel * data_parallel` (0 on a CPU plan).
+    - `checkpoint` is what the engine loads: a Hugging Face repo id (warmed into the cache) or a
+      local directory (used as is, never downloaded).
+    - `served_model_name` is the name clients send in requests.
+    - `fallback_hardware` names the GPU the recipe was written for when it is not the detected
+      one (same gfx family, at least as much memory); None for an exact match.
+    - `precision`, `context` and `batch` are the effective values (the recipe's, or the reduced
+      context when the full one does not fit).
+    """
+
+    model: Model
+    recipe: Recipe
+    config: ServeConfig
+    engine: str                 # "vllm" | "sglang"
+    tensor_parallel: int
+    data_parallel: int
+    gpus_used: int
+    checkpoint: str
+    served_model_name: str
+    precision: str
+    context: int
+    batch: int
+    reasons: tuple[str, ...] = ()
+    rejected: tuple[Rejection, ...] = ()
+    synthesized: bool = False
+    fallback_hardware: str | None = None
+    target: str = "gpu"         # "gpu" | "cpu" (vLLM's CPU backend)
+
+    @property
+    def is_local_checkpoint(self) -> bool:
+        """True when `checkpoint` is a directory on disk (nothing to download)."""
+        return self.checkpoint.startswith(("/", "./", "../"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able view for `plan --json` and `/status` (no secrets live in a plan)."""
+        return {
+            "model_id": self.model.model_id,
+            "recipe_id": self.recipe.recipe_id,
+            "recipe_hardware": self.recipe.hardware,
+            "engine": self.engine,
+            "target": self.target,
+            "tensor_parallel": self.tensor_parallel,
+            "data_parallel": self.data_parallel,
+            "gpus_used": self.gpus_used,
+            "checkpoint": self.checkpoint,
+            "served_model_name": self.served_model_name,
+            "precision": self.precision,
+            "context": self.context,
+            "batch": self.batch,
+            "synthesized": self.synthesized,
+            "fallback_hardware": self.fallback_hardware,
+            "args": dict(self.config.args),
+            "env": dict(self.config.env),
+            "reasons": list(self.reasons),
+            "rejected": [r.to_dict() for r in self.rejected],
+        }
