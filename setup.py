@@ -1,0 +1,40 @@
+"""Build hook: ship the catalog (recipes/, models/) inside the package.
+
+pyproject.toml holds all project metadata. The catalog lives at the repository root (where
+people edit it), outside the package directory `entrypoint/aim_engine`; setuptools cannot map a
+directory outside `packages.find` into a package declaratively, so this hook copies it to
+`aim_engine/_catalog/{recipes,models}` in the build tree. `aim_engine.catalog.paths` looks there
+first and falls back to the source checkout (editable installs, running from the clone).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).resolve().parent
+CATALOG_DIRS = ("recipes", "models")
+CATALOG_SUFFIXES = (".yaml", ".yml", ".json", ".md")
+
+
+class build_py_with_catalog(build_py):
+    def run(self) -> None:
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return  # an editable install reads the checkout's catalog directly
+        for name in CATALOG_DIRS:
+            source = ROOT / name
+            target = Path(self.build_lib) / "aim_engine" / "_catalog" / name
+            if target.exists():
+                shutil.rmtree(target)
+            for path in sorted(source.rglob("*")):
+                if path.is_file() and path.suffix in CATALOG_SUFFIXES:
+                    dest = target / path.relative_to(source)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, dest)
+
+
+setup(cmdclass={"build_py": build_py_with_catalog})
