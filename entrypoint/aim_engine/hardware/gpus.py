@@ -49,11 +49,16 @@ class GpuSpec:
     device_ids: tuple[str, ...]        # every PCI device id it shows up as (physical, variants, VFs)
     vf_device_ids: tuple[str, ...] = ()  # the SR-IOV virtual-function subset of device_ids
     devices_per_card: int = 1
-    marketing_names: tuple[str, ...] = ()
+    xcds: int | None = None            # dies per package = devices per GPU in CPX mode (None: unknown)
+    shared_device_ids: tuple[str, ...] = ()  # ids another model uses too (told apart by compute units)
 
     @property
     def memory_gib(self) -> float:
         return self.memory_bytes / GIB
+
+    @property
+    def all_device_ids(self) -> tuple[str, ...]:
+        return self.device_ids + self.shared_device_ids
 
     def supports(self, precision: str) -> bool:
         return precision.lower() in self.precisions
@@ -89,7 +94,7 @@ def gfx_name(gfx_target_version: int) -> str:
 class _Table:
     gfx: dict[str, GfxSpec]
     gpus: dict[str, GpuSpec]            # upper-case name -> spec, in table order
-    by_id: dict[str, GpuSpec]
+    by_id: dict[str, tuple[GpuSpec, ...]]  # the owner first, then models sharing the id
 
 
 def _build(raw: dict[str, Any]) -> _Table:
@@ -103,7 +108,8 @@ def _build(raw: dict[str, Any]) -> _Table:
         for name, entry in raw["gfx"].items()
     }
     gpus: dict[str, GpuSpec] = {}
-    by_id: dict[str, GpuSpec] = {}
+    by_id: dict[str, tuple[GpuSpec, ...]] = {}
+    shared: list[tuple[str, GpuSpec]] = []
     for name, entry in raw["gpus"].items():
         g = gfx_table[entry["gfx"]]
         vfs = tuple(normalize_device_id(x) for x in entry.get("vf_device_ids", ()))
@@ -119,13 +125,19 @@ def _build(raw: dict[str, Any]) -> _Table:
             device_ids=ids,
             vf_device_ids=vfs,
             devices_per_card=int(entry.get("devices_per_card", 1)),
-            marketing_names=tuple(entry.get("marketing_names", ())),
+            xcds=entry.get("xcds"),
+            shared_device_ids=tuple(normalize_device_id(x) for x in entry.get("shared_device_ids", ())),
         )
         gpus[name.upper()] = spec
         for device_id in ids:
             if device_id in by_id:
-                raise ValueError(f"gpus.yaml: device id {device_id} listed for both {by_id[device_id].name} and {name}")
-            by_id[device_id] = spec
+                raise ValueError(f"gpus.yaml: device id {device_id} listed for both {by_id[device_id][0].name} and {name}")
+            by_id[device_id] = (spec,)
+        shared.extend((device_id, spec) for device_id in spec.shared_device_ids)
+    for device_id, spec in shared:
+        if device_id not in by_id:
+            raise ValueError(f"gpus.yaml: {spec.name} shares device id {device_id}, which no model owns")
+        by_id[device_id] += (spec,)
     return _Table(gfx_table, gpus, by_id)
 
 
@@ -173,13 +185,22 @@ def spec(name: str) -> GpuSpec:
     return found
 
 
-def by_device_id(device_id: DeviceId) -> GpuSpec | None:
-    """The GPU a PCI device id belongs to (physical, variant or virtual-function id), or None."""
+def by_device_id(device_id: DeviceId, compute_units: int | None = None) -> GpuSpec | None:
+    """The GPU a PCI device id belongs to (physical, variant or virtual-function id), or None.
+
+    A few ids are shared by two models (0x740c: MI250 and MI250X); `compute_units`, when known,
+    picks the one that matches, otherwise the id's owner is returned.
+    """
     try:
         key = normalize_device_id(device_id)
     except ValueError:
         return None
-    return _table().by_id.get(key)
+    candidates = _table().by_id.get(key, ())
+    if compute_units is not None:
+        for candidate in candidates:
+            if candidate.compute_units == compute_units:
+                return candidate
+    return candidates[0] if candidates else None
 
 
 def gfx_spec(gfx: str) -> GfxSpec | None:
