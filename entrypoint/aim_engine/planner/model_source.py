@@ -1,0 +1,347 @@
+"""What `AIM_MODEL_ID` names, and the model facts the planner needs for it.
+
+`AIM_MODEL_ID` may be:
+- a catalog name (model id, Hugging Face id, slug, alias or a declared variant's id);
+- a local directory holding a `config.json` (KServe mounts the model at `/mnt/models`);
+- a Hugging Face id outside the catalog: its `config.json` is read from the persistent cache
+  when present, else fetched from the hub (`HF_ENDPOINT`, `HF_TOKEN`) unless `AIM_OFFLINE`.
+
+`model_from_config` is the pure core (a parsed `config.json` -> a `Model`); `resolve` is the thin
+edge that touches the disk and the network. huggingface_hub is imported only when the hub must
+really be asked, so `aim-engine plan` for a catalog model stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from aim_engine.catalog.types import Attention, Model, Moe, Variant
+from aim_engine.errors import AimError
+
+HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+# config.json torch_dtype -> the catalog's native_dtype vocabulary, and bytes per parameter.
+_DTYPES: dict[str, str] = {
+    "bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "float": "fp32",
+    "float8_e4m3fn": "fp8", "float8_e4m3fnuz": "fp8",
+}
+_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "mxfp4": 0.5}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """The resolved `AIM_MODEL_ID`.
+
+    kind: "catalog" (a model card), "local" (a directory), "hub" (an HF id outside the catalog).
+    checkpoint: what the engine must load when the user named one exactly (a local directory, a
+    variant id, an HF id outside the catalog); None lets each recipe say (its `huggingface_id`).
+    """
+
+    requested: str
+    kind: str
+    model: Model
+    served_model_name: str
+    checkpoint: str | None = None
+    variant: Variant | None = None
+    quantization: str | None = None    # the checkpoint's own quant method (config.json)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def in_catalog(self) -> bool:
+        return self.kind == "catalog"
+
+
+# ---------------------------------------------------------------- pure core: config.json -> Model
+
+
+def checkpoint_precision(config: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(catalog precision, quant method) of a checkpoint from its config.json.
+
+    A pre-quantized checkpoint says so in `quantization_config`; otherwise the weights are the
+    torch dtype (fp32 checkpoints are served in bf16, as both engines do with dtype=auto).
+    """
+    quant = config.get("quantization_config") or {}
+    method = str(quant.get("quant_method") or "").lower() or None
+    if method:
+        bits = quant.get("bits") or quant.get("w_bit") or quant.get("weight_bits")
+        if method in ("fp8", "fbgemm_fp8"):
+            return "fp8", method
+        if method == "mxfp4":
+            return "mixed", method
+        if bits in (4, "4"):
+            return "int4", method
+        if bits in (8, "8"):
+            return "int8", method
+        if method in ("awq", "gptq"):
+            return "int4", method
+        return "mixed", method
+    dtype = _DTYPES.get(str(config.get("torch_dtype") or config.get("dtype") or "bfloat16").lower(), "bf16")
+    return ("bf16" if dtype == "fp32" else dtype), None
+
+
+def estimate_parameters(text: Mapping[str, Any]) -> tuple[int, int]:
+    """(total, active) parameters from the architecture numbers, for when no safetensors index
+    or file sizes are available. Embeddings + attention + MLP (or experts) per layer."""
+    hidden = int(text["hidden_size"])
+    layers = int(text["num_hidden_layers"])
+    heads = int(text["num_attention_heads"])
+    kv_heads = int(text.get("num_key_value_heads") or heads)
+    head_dim = int(text.get("head_dim") or hidden // heads)
+    vocab = int(text.get("vocab_size") or 32000)
+    inter = int(text.get("intermediate_size") or 4 * hidden)
+    embed = vocab * hidden * (1 if text.get("tie_word_embeddings") else 2)
+    attn = hidden * head_dim * (2 * heads + 2 * kv_heads)
+    experts = int(text.get("num_local_experts") or text.get("num_experts") or text.get("n_routed_experts") or 0)
+    if experts:
+        per_token = int(text.get("num_experts_per_tok") or 2)
+        shared = int(text.get("n_shared_experts") or 0)
+        expert_inter = int(text.get("moe_intermediate_size") or inter)
+        mlp_total = 3 * hidden * expert_inter * (experts + shared)
+        mlp_active = 3 * hidden * expert_inter * (per_token + shared)
+    else:
+        mlp_total = mlp_active = 3 * hidden * inter
+    return embed + layers * (attn + mlp_total), embed + layers * (attn + mlp_active)
+
+
+def _text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Multimodal checkpoints nest the language model's numbers in `text_config`."""
+    nested = config.get("text_config") or config.get("llm_config")
+    if isinstance(nested, Mapping) and "hidden_size" in nested:
+        merged = dict(config)
+        merged.update(nested)
+        return merged
+    return config
+
+
+def model_from_config(config: Mapping[str, Any], model_id: str, weights_bytes: int | None = None,
+                      name: str | None = None) -> Model:
+    """A `Model` for a checkpoint outside the catalog, from its parsed config.json.
+
+    `weights_bytes` is the real size of the weights (safetensors index or file sizes); without
+    it the size is estimated from the architecture. Raises AimError naming the missing key when
+    the config lacks what the planner needs (hidden_size, num_hidden_layers, heads).
+    """
+    text = _text_config(config)
+    missing = [k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads") if not text.get(k)]
+    if missing:
+        raise AimError(
+            f"config.json of {model_id} lacks {', '.join(missing)}: cannot size a recipe for it",
+            hint="serve it with a catalog recipe (AIM_RECIPE_ID) or add a model card in AIM_MODELS_DIR",
+        )
+    precision, _ = checkpoint_precision(config)
+    heads = int(text["num_attention_heads"])
+    kv_heads = int(text.get("num_key_value_heads") or heads)
+    hidden = int(text["hidden_size"])
+    kv_lora = text.get("kv_lora_rank")
+    if kv_lora:
+        kind = "mla"
+    elif kv_heads == heads:
+        kind = "mha"
+    elif kv_heads == 1:
+        kind = "mqa"
+    else:
+        kind = "gqa"
+    sliding = text.get("sliding_window") if text.get("use_sliding_window", True) else None
+    layer_types = text.get("layer_types") or ()
+    sliding_layers = sum(1 for t in layer_types if "sliding" in str(t))
+    attention = Attention(
+        kind=kind, heads=heads, kv_heads=kv_heads,
+        head_dim=int(text.get("head_dim") or hidden // heads),
+        sliding_window=int(sliding) if sliding else None,
+        sliding_window_layers=sliding_layers if sliding else 0,
+        kv_lora_rank=int(kv_lora) if kv_lora else None,
+        qk_rope_head_dim=text.get("qk_rope_head_dim"),
+        qk_nope_head_dim=text.get("qk_nope_head_dim"),
+        v_head_dim=text.get("v_head_dim"),
+        q_lora_rank=text.get("q_lora_rank"),
+    )
+    experts = int(text.get("num_local_experts") or text.get("num_experts") or text.get("n_routed_experts") or 0)
+    moe = Moe(experts=experts, experts_per_token=int(text.get("num_experts_per_tok") or 2),
+              shared_experts=int(text.get("n_shared_experts") or 0)) if experts else None
+    total, active = estimate_parameters(text)
+    native = {"mixed": "mxfp4"}.get(precision, precision)   # int8: served as is (memory.native_precision)
+    if weights_bytes is None:
+        weights_bytes = int(total * _BYTES.get(precision if precision != "mixed" else "mxfp4", 2.0))
+    archs = config.get("architectures") or ["unknown"]
+    slug = re.sub(r"[^a-z0-9.-]+", "-", (name or model_id).rsplit("/", 1)[-1].lower()).strip("-.") or "model"
+    return Model(
+        model_id=model_id, huggingface_id=model_id, slug=slug, architecture=str(archs[0]),
+        parameters_total=total, parameters_active=active,
+        layers=int(text["num_hidden_layers"]), hidden_size=hidden, attention=attention,
+        max_position_embeddings=int(text.get("max_position_embeddings") or text.get("max_sequence_length") or 4096),
+        vocab_size=int(text.get("vocab_size") or 32000), native_dtype=native,
+        weights_bytes=int(weights_bytes), license="unknown", gated=False,
+        trust_remote_code=bool(config.get("auto_map")), moe=moe,
+        intermediate_size=text.get("intermediate_size"),
+        multimodal="text_config" in config or "vision_config" in config,
+        description="synthesized from config.json (not in the catalog)",
+    )
+
+
+# ---------------------------------------------------------------- the edge: disk and network
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise AimError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise AimError(f"{what} {path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    if not isinstance(data, dict):
+        raise AimError(f"{what} {path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def weights_size_in(directory: Path) -> int | None:
+    """Bytes of the weights in a checkpoint directory: the safetensors index's total_size, else
+    the sum of *.safetensors (or *.bin) files; None when there are none (then we estimate)."""
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            total = json.loads(index.read_text(encoding="utf-8")).get("metadata", {}).get("total_size")
+            if total:
+                return int(total)
+        except (OSError, ValueError):
+            pass
+    for pattern in ("*.safetensors", "*.bin"):
+        files = [p for p in directory.glob(pattern) if p.is_file()]
+        if files:
+            return sum(p.stat().st_size for p in files)
+    return None
+
+
+def cached_snapshot(hub_cache: Path, repo_id: str, revision: str) -> Path | None:
+    """The snapshot directory of `repo_id@revision` in a huggingface_hub cache, if it holds a
+    config.json. Reads the cache layout directly (models--org--name/refs, snapshots) so that a
+    warm cache needs neither the network nor the huggingface_hub import."""
+    repo_dir = hub_cache / ("models--" + repo_id.replace("/", "--"))
+    commit = revision if COMMIT.match(revision) else None
+    if commit is None:
+        ref = repo_dir / "refs" / revision
+        try:
+            commit = ref.read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+    snapshot = repo_dir / "snapshots" / commit
+    return snapshot if (snapshot / "config.json").is_file() else None
+
+
+def _hub_fetch(repo_id: str, settings: Any) -> tuple[dict[str, Any], int | None]:
+    """config.json (and the weights size) of a repo from the hub; every failure is an AimError
+    naming the repo and the endpoint, never the token."""
+    from huggingface_hub import hf_hub_download  # lazily: heavy, and most boots never need it
+    from huggingface_hub import errors as hf_errors
+
+    endpoint = settings.hf_endpoint or "https://huggingface.co"
+    common = dict(revision=settings.model_revision, cache_dir=str(settings.hub_cache),
+                  token=settings.hf_token or False, endpoint=settings.hf_endpoint)
+    try:
+        config_path = hf_hub_download(repo_id, "config.json", **common)
+    except hf_errors.GatedRepoError:
+        raise AimError(f"{repo_id} is gated on {endpoint}: access was refused",
+                       hint="accept the license on the model page and set HF_TOKEN") from None
+    except hf_errors.RepositoryNotFoundError:
+        raise AimError(f"AIM_MODEL_ID={repo_id!r}: no such model on {endpoint} (or it is private)",
+                       hint="check the id, set HF_TOKEN for private repos, or use a catalog name "
+                            "(`aim-engine recipes list --all`)") from None
+    except hf_errors.RevisionNotFoundError:
+        raise AimError(f"AIM_MODEL_REVISION={settings.model_revision!r} does not exist in {repo_id}") from None
+    except hf_errors.EntryNotFoundError:
+        raise AimError(f"{repo_id} has no config.json: not a transformers checkpoint the engines can load") from None
+    except Exception as exc:  # network down, TLS, 5xx: huggingface_hub raises many types
+        raise AimError(f"cannot read config.json of {repo_id} from {endpoint}: {type(exc).__name__}",
+                       hint="check HF_ENDPOINT and the network, or pre-warm the cache "
+                            "(`aim-engine download`) and set AIM_OFFLINE=true") from None
+    config = _read_json(Path(config_path), "config.json")
+    size: int | None = None
+    try:
+        index_path = hf_hub_download(repo_id, "model.safetensors.index.json", **common)
+        size = int(json.loads(Path(index_path).read_text(encoding="utf-8"))["metadata"]["total_size"])
+    except Exception:
+        try:  # single-file checkpoints have no index: ask for the file's size
+            from huggingface_hub import HfApi
+
+            api = HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token or False)
+            infos = api.get_paths_info(repo_id, ["model.safetensors"], revision=settings.model_revision)
+            size = sum(int(getattr(i, "size", 0) or 0) for i in infos) or None
+        except Exception:
+            size = None
+    return config, size
+
+
+def _looks_local(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~")) or value in (".", "..")
+
+
+def _local(requested: str, path: Path, served: str | None) -> ModelSource:
+    """A model directory on disk (KServe: /mnt/models): facts from its config.json."""
+    if not path.is_dir():
+        raise AimError(f"AIM_MODEL_ID={requested!r} looks like a path but is not a directory",
+                       hint="mount the model there (KServe uses /mnt/models) or give a Hugging Face id")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise AimError(f"AIM_MODEL_ID={requested!r}: the directory has no config.json",
+                       hint="point it at a Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer)")
+    directory = path.resolve()
+    config = _read_json(config_file, "config.json")
+    name = served or directory.name
+    model = model_from_config(config, str(directory), weights_size_in(directory), name=name)
+    _, quant = checkpoint_precision(config)
+    return ModelSource(requested, "local", model, name, checkpoint=str(directory), quantization=quant,
+                       notes=(f"local directory {directory}; served as {name!r}"
+                              + ("" if served else " (its directory name; set AIM_SERVED_MODEL_NAME to change)"),))
+
+
+def resolve(settings: Any, catalog: Any, model_id: str | None = None) -> ModelSource:
+    """Resolve `model_id` (default: AIM_MODEL_ID) against the catalog, the disk and the hub."""
+    requested = model_id or settings.model_id
+    if not requested:
+        raise AimError("AIM_MODEL_ID is not set: nothing to serve",
+                       hint="set AIM_MODEL_ID to a catalog model (see `aim-engine recipes list --all`), "
+                            "a Hugging Face id, or a local model directory")
+    requested = requested.strip()
+    served = settings.served_model_name
+
+    path = Path(requested).expanduser()
+    if _looks_local(requested):
+        return _local(requested, path, served)
+    model = catalog.find_model(requested)
+    if model is not None:
+        variant = next((v for v in model.variants if v.huggingface_id.lower() == requested.lower()), None)
+        return ModelSource(requested, "catalog", model, served or requested,
+                           checkpoint=variant.huggingface_id if variant else None, variant=variant,
+                           quantization=variant.quantization if variant else None,
+                           notes=(f"catalog model {model.model_id}"
+                                  + (f", variant {variant.huggingface_id} ({variant.precision})" if variant else ""),))
+
+    if path.is_dir():
+        return _local(requested, path, served)
+    if not HF_ID.match(requested):
+        names = sorted({a for m in catalog.models for a in (m.slug, *m.aliases)})[:12]
+        raise AimError(f"AIM_MODEL_ID={requested!r} is not a catalog model, a local directory or a Hugging Face id "
+                       "(org/name)",
+                       hint="catalog names include: " + ", ".join(names) if names else
+                       "give a Hugging Face id like org/name or a directory with config.json")
+
+    snapshot = cached_snapshot(settings.hub_cache, requested, settings.model_revision)
+    if snapshot is not None:
+        config = _read_json(snapshot / "config.json", "config.json")
+        size = weights_size_in(snapshot)
+        origin = f"config.json from the cache ({snapshot})"
+    elif settings.offline:
+        raise AimError(f"AIM_OFFLINE is set and {requested}@{settings.model_revision} is not in the cache "
+                       f"({settings.hub_cache})",
+                       hint="warm the cache first (`aim-engine download`) or unset AIM_OFFLINE")
+    else:
+        config, size = _hub_fetch(requested, settings)
+        origin = f"config.json from {settings.hf_endpoint or 'https://huggingface.co'}"
+    model = model_from_config(config, requested, size)
+    _, quant = checkpoint_precision(config)
+    return ModelSource(requested, "hub", model, served or requested, checkpoint=requested, quantization=quant,
+                       notes=(f"{requested} is not in the catalog: {origin}",))

@@ -1,0 +1,460 @@
+"""Choosing the recipe: settings + hardware + catalog -> one `Plan`, with the reasons.
+
+`select()` resolves AIM_MODEL_ID (`model_source.resolve`, the only I/O, and only for a model
+outside the catalog) and hands over to `choose()`, which is pure.
+
+Every candidate is one (recipe, engine, GPU count) config. It is rejected, with the reason,
+when (in this order):
+1. the recipe's hardware does not match: the exact GPU model matches; a recipe for a `gfx…`
+   name matches any device of that gfx (generic); a recipe for another GPU of the same gfx
+   family with no more memory per device is a fallback (marked in `fallback_hardware`);
+2. the GPU cannot run the recipe's precision (fp8 on gfx90a);
+3. it conflicts with an override: AIM_PRECISION, AIM_ENGINE, or a variant named in AIM_MODEL_ID;
+4. the config is disabled, or needs more GPUs than are visible (after AIM_GPU_COUNT);
+5. its tensor-parallel size is illegal for the model, or it does not fit in the memory of the
+   devices actually present (the planner; AIM_ENGINE_ARGS context/batch overrides count).
+AIM_RECIPE_ID is applied last, so a pinned recipe that cannot run gets an error listing the
+recipes that can.
+
+The survivors are ranked by (precision preference, hardware match, engine preference, metric):
+precision bf16 > fp16 > fp8 > mixed > int8 > int4 (or AIM_PRECISION); exact > generic > fallback;
+vLLM > SGLang (AIM_ENGINE=auto); latency = the largest tensor-parallel size, throughput = the
+smallest, with the remaining GPUs filled by data-parallel replicas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from aim_engine.catalog.types import Model, Recipe, ServeConfig
+from aim_engine.errors import AimError
+from aim_engine.planner import memory, synthesize
+from aim_engine.planner.model_source import ModelSource, checkpoint_precision, resolve
+from aim_engine.planner.plan import Plan, Rejection
+
+if TYPE_CHECKING:
+    from aim_engine.hardware.types import Hardware
+    from aim_engine.settings import Settings
+
+# Automatic precision preference (AIM_PRECISION=auto): best quality that fits first. fp16 is a
+# 16-bit peer of bf16, ranked just after it (bf16 is the native dtype of nearly every modern
+# checkpoint and has fp32's range); "mixed" (e.g. MXFP4 checkpoints) is a native 4-8 bit format.
+PRECISION_PREFERENCE: dict[str, int] = {"bf16": 0, "fp16": 1, "fp8": 2, "mixed": 3, "int8": 4, "int4": 5}
+SIXTEEN_BIT = ("bf16", "fp16")
+ENGINE_PREFERENCE: dict[str, int] = {"vllm": 0, "sglang": 1}
+HARDWARE_TIERS = ("exact", "generic", "fallback")
+
+# Where a user may override context / batch / memory share in AIM_ENGINE_ARGS (canonical first,
+# then each engine's own spelling): the fit check must use what the engine will really get.
+CONTEXT_ARGS = ("--max-context-len", "--max-model-len", "--context-length")
+BATCH_ARGS = ("--max-batch-size", "--max-num-seqs", "--max-running-requests")
+UTILIZATION_ARGS = ("--gpu-memory-utilization", "--mem-fraction-static")
+DEFAULT_BATCH = 256          # vLLM's default max_num_seqs when a recipe does not say
+
+
+@dataclass(frozen=True)
+class Candidate:
+    recipe: Recipe
+    config: ServeConfig
+    tier: str                         # exact | generic | fallback
+    fallback: str | None              # the recipe's hardware, when tier == fallback
+    match: str                        # why the hardware matches, in words
+    context: int
+    batch: int
+    fit: "memory.Fit"
+
+
+# ---------------------------------------------------------------- small pure helpers
+
+
+def _arg(args: Mapping[str, Any], names: Iterable[str]) -> Any:
+    for name in names:
+        if name in args and args[name] is not None:
+            return args[name]
+    return None
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return default
+
+
+def _float(value: Any, default: float) -> float:
+    try:
+        return float(str(value))
+    except (TypeError, ValueError):
+        return default
+
+
+def effective_sizes(model: Model, config: ServeConfig, engine_args: Mapping[str, Any]) -> tuple[int, int, float, str | None]:
+    """(context, batch, gpu memory utilization, kv cache dtype) the engine will really use:
+    AIM_ENGINE_ARGS over the recipe's args; the model's max positions when neither says."""
+    def pick(names: Iterable[str]) -> Any:
+        names = tuple(names)
+        override = _arg(engine_args, names)
+        return override if override is not None else _arg(config.args, names)
+
+    context = _int(pick(CONTEXT_ARGS), model.max_position_embeddings)
+    batch = _int(pick(BATCH_ARGS), DEFAULT_BATCH)
+    utilization = _float(pick(UTILIZATION_ARGS), memory.DEFAULT_UTILIZATION)
+    kv = pick(("--kv-cache-dtype",))
+    return context, batch, utilization, (str(kv) if kv not in (None, "auto") else None)
+
+
+def hardware_match(recipe_hardware: str, hardware: "Hardware") -> tuple[str | None, str]:
+    """(tier or None, why) for a recipe's `hardware` against the detected devices."""
+    from aim_engine.hardware import gpus
+
+    want = recipe_hardware.strip()
+    model, gfx = hardware.gpu_model or "", (hardware.gfx or "").lower()
+    if want.upper() == model.upper():
+        return "exact", f"written for {want}, the detected GPU"
+    if want.lower().startswith("gfx"):
+        if want.lower() == gfx:
+            return "generic", f"generic recipe for {want} devices"
+        return None, f"generic recipe for {want}; the detected GPUs are {gfx or 'none'}"
+    spec = gpus.find(want)
+    if spec is None:
+        return None, f"written for {want}, not a GPU in the spec table"
+    have = hardware.memory_per_gpu_bytes
+    if spec.gfx != gfx:
+        return None, f"written for {want} ({spec.gfx}); the detected {model} is {gfx}"
+    if spec.memory_bytes > have:
+        return None, (f"written for {want} ({spec.memory_gib:.0f} GiB per device); the detected {model} has "
+                      f"only {have / memory.GIB:.0f} GiB")
+    return "fallback", (f"written for {want}, used on {model} as a same-family fallback "
+                        f"({spec.gfx}, {have / memory.GIB:.0f} GiB >= {spec.memory_gib:.0f} GiB per device)")
+
+
+def precision_allowed(requested: str, recipe_precision: str) -> bool:
+    """AIM_PRECISION against a recipe's precision. fp16 and bf16 are one 16-bit class (the same
+    memory; the engine casts), the exact one ranked first; every other precision is exact."""
+    if requested == "auto" or requested == recipe_precision:
+        return True
+    return requested in SIXTEEN_BIT and recipe_precision in SIXTEEN_BIT
+
+
+def _rank(c: Candidate, settings: "Settings") -> tuple:
+    p = c.recipe.precision
+    if settings.precision == "auto":
+        precision_rank = PRECISION_PREFERENCE.get(p, len(PRECISION_PREFERENCE))
+    else:
+        precision_rank = 0 if p == settings.precision else 1
+    size = -c.config.gpus if settings.metric == "latency" else c.config.gpus
+    return (precision_rank, HARDWARE_TIERS.index(c.tier), ENGINE_PREFERENCE.get(c.config.engine, 9), size,
+            -c.fit.margin_gib, c.recipe.recipe_id)
+
+
+def _lost(other: Candidate, winner: Candidate, settings: "Settings") -> str:
+    """The first ranking rule on which `other` lost to `winner`, in words."""
+    a, b = _rank(other, settings), _rank(winner, settings)
+    if a[0] != b[0]:
+        rule = "AIM_PRECISION" if settings.precision != "auto" else "bf16 > fp16 > fp8 > mixed > int8 > int4"
+        return f"precision {other.recipe.precision} vs {winner.recipe.precision} ({rule})"
+    if a[1] != b[1]:
+        return f"{other.tier} hardware match vs {winner.tier} (exact > generic > fallback)"
+    if a[2] != b[2]:
+        return f"engine {other.config.engine} vs {winner.config.engine} (vLLM preferred)"
+    if a[3] != b[3]:
+        rule = "the largest" if settings.metric == "latency" else "the smallest"
+        return f"TP {other.config.gpus} vs {winner.config.gpus} (AIM_METRIC={settings.metric} takes {rule})"
+    return f"smaller memory margin ({other.fit.margin_gib:+.1f} vs {winner.fit.margin_gib:+.1f} GiB) or recipe id order"
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate(recipes: Iterable[Recipe], model: Model, settings: "Settings", hardware: "Hardware",
+             variant_id: str | None = None) -> tuple[list[Candidate], list[Rejection]]:
+    """Every config of `recipes` either survives as a Candidate or is rejected with a reason.
+    AIM_RECIPE_ID is *not* applied here (see `choose`)."""
+    from aim_engine.hardware import gpus
+
+    gfx_precisions = gpus.gfx_precisions(hardware.gfx or "")
+    visible = hardware.gpu_count
+    memory_bytes = hardware.memory_per_gpu_bytes
+    candidates: list[Candidate] = []
+    rejected: list[Rejection] = []
+    for recipe in recipes:
+        rid = recipe.recipe_id
+        tier, why = hardware_match(recipe.hardware, hardware)
+        if tier is None:
+            rejected.append(Rejection(rid, None, None, f"hardware: {why}"))
+            continue
+        if recipe.precision != "mixed" and recipe.precision not in gfx_precisions:
+            rejected.append(Rejection(rid, None, None, f"precision: {hardware.gfx} cannot run {recipe.precision}"))
+            continue
+        if not precision_allowed(settings.precision, recipe.precision):
+            rejected.append(Rejection(rid, None, None, f"AIM_PRECISION={settings.precision}, recipe is {recipe.precision}"))
+            continue
+        if variant_id and recipe.huggingface_id.lower() != variant_id.lower():
+            rejected.append(Rejection(rid, None, None,
+                                      f"loads {recipe.huggingface_id}; AIM_MODEL_ID asks for {variant_id}"))
+            continue
+        for config in recipe.configs:
+            engine, n = config.engine, config.gpus
+            if not config.enabled:
+                rejected.append(Rejection(rid, engine, n, "disabled in the recipe"))
+                continue
+            if settings.engine != "auto" and engine != settings.engine:
+                rejected.append(Rejection(rid, engine, n, f"AIM_ENGINE={settings.engine}"))
+                continue
+            if n > visible:
+                source = " (AIM_GPU_COUNT)" if settings.gpu_count is not None else ""
+                rejected.append(Rejection(rid, engine, n, f"needs {n} GPUs, {visible} visible{source}"))
+                continue
+            illegal = memory.tp_legal(model, n)
+            if illegal:
+                rejected.append(Rejection(rid, engine, n, f"tensor parallel: {illegal}"))
+                continue
+            context, batch, utilization, kv = effective_sizes(model, config, settings.engine_args)
+            try:
+                fit = memory.check_fit(model, recipe.precision, memory_bytes, n, context, batch, kv, utilization)
+            except ValueError as exc:
+                rejected.append(Rejection(rid, engine, n, f"memory: cannot size it ({exc})"))
+                continue
+            if not fit.fits:
+                longest = memory.max_context(model, recipe.precision, memory_bytes, n, batch, kv, utilization)
+                more = (f"; it would fit with a context of {longest} tokens" if longest >= 1
+                        else "; not even one short sequence fits")
+                rejected.append(Rejection(rid, engine, n, f"memory: {fit.explanation}{more}"))
+                continue
+            candidates.append(Candidate(recipe, config, tier, recipe.hardware if tier == "fallback" else None,
+                                        why, context, batch, fit))
+    return candidates, rejected
+
+
+def _check_overrides(settings: "Settings", hardware: "Hardware") -> None:
+    """Overrides that can never be satisfied on this hardware are errors, not empty plans."""
+    from aim_engine.hardware import gpus
+
+    if hardware.is_cpu or settings.precision in ("auto",):
+        return
+    allowed = gpus.gfx_precisions(hardware.gfx or "")
+    if settings.precision not in allowed:
+        raise AimError(
+            f"AIM_PRECISION={settings.precision} is not supported on {hardware.gpu_model} ({hardware.gfx}): "
+            + ("it has no FP8 matrix units" if settings.precision == "fp8" else "not a native precision of this GPU"),
+            hint=f"use one of {', '.join(allowed)} (or auto)",
+        )
+
+
+def _pinned(settings: "Settings", catalog: Any) -> Recipe | None:
+    if not settings.recipe_id:
+        return None
+    wanted = settings.recipe_id.strip().lower()
+    recipe = next((r for r in catalog.recipes if r.recipe_id.lower() == wanted), None)
+    if recipe is None:
+        model = catalog.find_model(settings.model_id) if settings.model_id else None
+        ids = [r.recipe_id for r in catalog.recipes_for(model)] if model else []
+        raise AimError(f"AIM_RECIPE_ID={settings.recipe_id!r} is not in the catalog",
+                       hint=("recipes of this model: " + ", ".join(ids)) if ids else
+                       "see `aim-engine recipes list --all`")
+    problems = []
+    if not precision_allowed(settings.precision, recipe.precision):
+        problems.append(f"AIM_PRECISION={settings.precision} but the recipe is {recipe.precision}")
+    engines = sorted({c.engine for c in recipe.configs if c.enabled})
+    if settings.engine != "auto" and settings.engine not in engines:
+        problems.append(f"AIM_ENGINE={settings.engine} but the recipe has only {', '.join(engines) or 'no enabled'} configs")
+    if problems:
+        raise AimError(f"conflicting overrides: AIM_RECIPE_ID={recipe.recipe_id}: " + "; ".join(problems),
+                       hint="drop one of the conflicting variables")
+    return recipe
+
+
+def _describe_hw(hardware: "Hardware") -> str:
+    if hardware.is_cpu:
+        return f"CPU ({hardware.cpu.model})"
+    return f"{hardware.gpu_count}x {hardware.gpu_model} ({hardware.gfx}, {hardware.memory_per_gpu_bytes / memory.GIB:.0f} GiB each)"
+
+
+def _summarize(rejected: list[Rejection], limit: int = 8) -> str:
+    lines = [f"  - {r.recipe_id}" + (f" [{r.engine} {r.gpus} GPU]" if r.engine else "") + f": {r.reason}"
+             for r in rejected[:limit]]
+    if len(rejected) > limit:
+        lines.append(f"  - … and {len(rejected) - limit} more (`aim-engine plan --json` lists all)")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the plan
+
+
+def _finish(source: ModelSource, candidate: Candidate, settings: "Settings", hardware: "Hardware",
+            rejected: list[Rejection], others: list[Candidate], reasons: list[str]) -> Plan:
+    recipe, config = candidate.recipe, candidate.config
+    tp = config.gpus
+    dp = max(1, hardware.gpu_count // tp) if settings.metric == "throughput" else 1
+    checkpoint = source.checkpoint if source.kind == "local" else recipe.huggingface_id
+    args = dict(config.args)
+    args["--model"] = checkpoint
+    args["--tensor-parallel-size"] = str(tp)
+    if dp > 1:
+        args["--data-parallel-size"] = str(dp)
+    if settings.precision in SIXTEEN_BIT and recipe.precision in SIXTEEN_BIT and recipe.precision != settings.precision:
+        args["--dtype"] = synthesize.DTYPE_ARG[settings.precision]
+        reasons.append(f"AIM_PRECISION={settings.precision}: serving the {recipe.precision} recipe with "
+                       f"--dtype {args['--dtype']} (same memory)")
+    plan_config = replace(config, args=args)
+
+    reasons.append(f"recipe {recipe.recipe_id}: {candidate.match}")
+    if settings.recipe_id:
+        reasons.append(f"AIM_RECIPE_ID={settings.recipe_id} pins this recipe")
+    if settings.precision == "auto":
+        reasons.append(f"precision {recipe.precision}: the most preferred precision that fits "
+                       "(bf16 > fp16 > fp8 > mixed > int8 > int4)")
+    else:
+        reasons.append(f"precision {recipe.precision}: AIM_PRECISION={settings.precision}")
+    engines = {c.config.engine for c in others}
+    if settings.engine != "auto":
+        reasons.append(f"engine {config.engine}: AIM_ENGINE={settings.engine}")
+    elif config.engine == "sglang" and "vllm" not in engines:
+        reasons.append("engine sglang: no runnable vLLM config (auto prefers vLLM)")
+    else:
+        reasons.append(f"engine {config.engine}: AIM_ENGINE=auto prefers vLLM")
+    sizes = sorted({c.config.gpus for c in others if c.recipe is recipe and c.config.engine == config.engine})
+    if settings.metric == "latency":
+        reasons.append(f"AIM_METRIC=latency: the largest tensor-parallel size that fits of {sizes} -> TP {tp}")
+        idle = hardware.gpu_count - tp
+        if idle > 0:
+            reasons.append(f"{idle} of {hardware.gpu_count} GPUs stay idle (AIM_METRIC=throughput would run "
+                           f"{hardware.gpu_count // tp} data-parallel replicas)")
+    else:
+        reasons.append(f"AIM_METRIC=throughput: the smallest tensor-parallel size that fits of {sizes} -> TP {tp}, "
+                       f"{dp} data-parallel replica(s) on {tp * dp} of {hardware.gpu_count} GPUs")
+    reasons.append(f"memory per GPU: {candidate.fit.weights_gib:.1f} GiB weights + {candidate.fit.kv_gib:.1f} GiB KV "
+                   f"({candidate.batch} x {candidate.context} tokens) + {candidate.fit.overhead_gib:.1f} GiB overhead "
+                   f"of {candidate.fit.available_gib:.1f} GiB usable (margin {candidate.fit.margin_gib:+.1f} GiB)")
+    for other in others:
+        if other is not candidate:
+            rejected.append(Rejection(other.recipe.recipe_id, other.config.engine, other.config.gpus,
+                                      "runnable, ranked lower: " + _lost(other, candidate, settings)))
+    return Plan(
+        model=source.model, recipe=recipe, config=plan_config, engine=config.engine,
+        tensor_parallel=tp, data_parallel=dp, gpus_used=tp * dp, checkpoint=checkpoint,
+        served_model_name=source.served_model_name, precision=recipe.precision,
+        context=candidate.context, batch=candidate.batch, reasons=tuple(reasons), rejected=tuple(rejected),
+        synthesized=recipe.synthesized, fallback_hardware=candidate.fallback,
+    )
+
+
+def _cpu_plan(source: ModelSource, settings: "Settings", hardware: "Hardware", catalog_recipes: list[Recipe],
+              reasons: list[str]) -> Plan:
+    if settings.engine == "sglang":
+        raise AimError("AIM_ENGINE=sglang needs a GPU: no GPU is visible and only vLLM has a CPU backend",
+                       hint="unset AIM_ENGINE (or set it to vllm), or give the container a GPU")
+    rejected = [Rejection(r.recipe_id, None, None, f"hardware: written for {r.hardware}; no GPU is visible")
+                for r in catalog_recipes if r.hardware.upper() != "CPU"]
+    cpu_recipes = [r for r in catalog_recipes if r.hardware.upper() == "CPU"
+                   and precision_allowed(settings.precision, r.precision)]
+    if settings.recipe_id:
+        cpu_recipes = [r for r in cpu_recipes if r.recipe_id.lower() == settings.recipe_id.lower()]
+        if not cpu_recipes:
+            raise AimError(f"AIM_RECIPE_ID={settings.recipe_id} targets a GPU and no GPU is visible",
+                           hint="unset AIM_RECIPE_ID to get a CPU plan, or give the container a GPU")
+    checkpoint = source.checkpoint or source.model.huggingface_id
+    if cpu_recipes:
+        recipe = cpu_recipes[0]
+        reasons.append(f"no GPU visible: {recipe.recipe_id} is the catalog's CPU recipe")
+    else:
+        precision = checkpoint_precision_of(source)
+        recipe = synthesize.cpu_recipe(source.model, hardware.cpu, checkpoint, settings.precision, precision)
+        reasons.append("no GPU visible: synthesized a plan for vLLM's CPU backend (tensor parallel 1, "
+                       f"{recipe.precision}, small context, eager mode) because catalog recipes target GPUs")
+    config = next(c for c in recipe.configs if c.enabled and c.engine == "vllm")
+    args = dict(config.args)
+    if source.kind == "local" or recipe.synthesized:
+        args["--model"] = checkpoint
+    context = _int(_arg(settings.engine_args, CONTEXT_ARGS) or _arg(args, CONTEXT_ARGS), synthesize.CPU_CONTEXT)
+    batch = _int(_arg(settings.engine_args, BATCH_ARGS) or _arg(args, BATCH_ARGS), synthesize.CPU_BATCH)
+    return Plan(
+        model=source.model, recipe=recipe, config=replace(config, args=args), engine="vllm",
+        tensor_parallel=1, data_parallel=1, gpus_used=0, checkpoint=str(args.get("--model", checkpoint)),
+        served_model_name=source.served_model_name, precision=recipe.precision, context=context, batch=batch,
+        reasons=tuple(reasons), rejected=tuple(rejected), synthesized=recipe.synthesized,
+        fallback_hardware=None, target="cpu",
+    )
+
+
+def checkpoint_precision_of(source: ModelSource) -> str | None:
+    """The precision of the checkpoint the user named exactly (variant, local dir, hub id)."""
+    if source.variant is not None:
+        return source.variant.precision
+    if source.kind == "catalog":
+        return None
+    return memory.native_precision(source.model)
+
+
+def choose(source: ModelSource, settings: "Settings", hardware: "Hardware", recipes: list[Recipe],
+           pinned: Recipe | None = None) -> Plan:
+    """The pure core: the best plan for `source.model` among `recipes` (the catalog's recipes of
+    the model and its variants; empty outside the catalog), or an AimError that says why not."""
+    reasons = list(source.notes)
+    reasons.insert(0, f"hardware: {_describe_hw(hardware)}")
+    if hardware.is_cpu:
+        return _cpu_plan(source, settings, hardware, recipes, reasons)
+    _check_overrides(settings, hardware)
+
+    variant_id = source.variant.huggingface_id if source.variant else None
+    candidates, rejected = evaluate(recipes, source.model, settings, hardware, variant_id)
+    hardware_ok = bool(candidates) or any(not r.reason.startswith("hardware:") for r in rejected)
+    if not hardware_ok and pinned is None:
+        # Nothing in the catalog is written for this GPU family (or the model is not in the
+        # catalog): size a recipe from the model facts, checked like any other.
+        made = synthesize.gpu_recipes(source.model, hardware, source.checkpoint, checkpoint_precision_of(source))
+        more, more_rejected = evaluate(made, source.model, settings, hardware, variant_id)
+        candidates += more
+        rejected += more_rejected
+        why = ("not in the catalog" if not source.in_catalog
+               else f"the catalog has no recipe for {hardware.gpu_model} ({hardware.gfx})")
+        reasons.append(f"{source.model.model_id} is {why}: synthesized recipes from its config facts")
+
+    if pinned is not None:
+        chosen = [c for c in candidates if c.recipe.recipe_id == pinned.recipe_id]
+        if not chosen:
+            why = [r for r in rejected if r.recipe_id == pinned.recipe_id]
+            alternatives = sorted({c.recipe.recipe_id for c in candidates if c.recipe.recipe_id != pinned.recipe_id})
+            raise AimError(
+                f"AIM_RECIPE_ID={pinned.recipe_id} cannot run on {_describe_hw(hardware)}:\n" + _summarize(why),
+                hint=("recipes that do run here: " + ", ".join(alternatives)) if alternatives else
+                "no recipe of this model runs here either; see `aim-engine recipes list`",
+            )
+        rejected += [Rejection(c.recipe.recipe_id, c.config.engine, c.config.gpus,
+                               f"AIM_RECIPE_ID={pinned.recipe_id}") for c in candidates if c not in chosen]
+        candidates = chosen
+
+    if not candidates:
+        raise AimError(
+            f"no recipe for {source.model.model_id} can run on {_describe_hw(hardware)}:\n" + _summarize(rejected),
+            hint="give it more GPUs, a lower precision (AIM_PRECISION), or a shorter context "
+                 "(AIM_ENGINE_ARGS='{\"--max-context-len\": \"8192\"}'); `aim-engine recipes list` shows what fits",
+        )
+    candidates.sort(key=lambda c: _rank(c, settings))
+    return _finish(source, candidates[0], settings, hardware, rejected, candidates, reasons)
+
+
+def recipes_of(catalog: Any, source: ModelSource) -> list[Recipe]:
+    """The catalog's recipes for the model and its declared variants (none outside the catalog)."""
+    if not source.in_catalog:
+        return []
+    return list(catalog.recipes_for(source.model))
+
+
+def select(settings: "Settings", hardware: "Hardware", catalog: Any) -> Plan:
+    """The plan for AIM_MODEL_ID on `hardware` (see the module docstring for every rule)."""
+    pinned = _pinned(settings, catalog)
+    model_id = settings.model_id
+    if model_id is None and pinned is not None:
+        model_id = pinned.model_id
+    source = resolve(settings, catalog, model_id)
+    if pinned is not None and source.in_catalog and pinned.model_id != source.model.model_id:
+        raise AimError(f"conflicting overrides: AIM_RECIPE_ID={pinned.recipe_id} serves {pinned.model_id}, "
+                       f"but AIM_MODEL_ID={settings.model_id} is {source.model.model_id}",
+                       hint="drop AIM_RECIPE_ID, or set AIM_MODEL_ID to the recipe's model")
+    if pinned is not None and not source.in_catalog:
+        raise AimError(f"conflicting overrides: AIM_RECIPE_ID={pinned.recipe_id} is for {pinned.model_id}, "
+                       f"but AIM_MODEL_ID={source.requested} is not that catalog model",
+                       hint="drop AIM_RECIPE_ID, or set AIM_MODEL_ID to the recipe's model")
+    return choose(source, settings, hardware, recipes_of(catalog, source), pinned)
