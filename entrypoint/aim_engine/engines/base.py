@@ -1,0 +1,366 @@
+"""What an engine adapter produces (`Launch`), what it is (`Adapter`), and the shared, pure core
+that turns recipe args into real flags.
+
+Both engines share one algorithm, driven by data (`canonical.yaml` for the translation and
+`flags/<engine>.json` for the exact flags the real parser accepts):
+
+1. translate each recipe arg (canonical or engine-native) into the engine's flag, keyed by the
+   argparse *destination* so aliases (`--tp-size`/`--tensor-parallel-size`) and negations
+   (`--no-enforce-eager`) collide as the real parser would;
+2. layer, each replacing what came before: recipe args < plan values (tensor/data parallel,
+   context, batch) < target additions (vLLM CPU) < agent-owned flags (host, port, served name,
+   model) < `AIM_ENGINE_ARGS` (null removes);
+3. validate every flag against the exact flag list (argparse would silently accept a prefix typo
+   as another flag) and its choices, and every switch value;
+4. emit argv: `true` switches bare, `false` switches dropped (or `--no-x` when the engine has an
+   explicit negation), lists as repeated values, objects as JSON.
+
+Nothing here imports an engine: the agent never imports vLLM or SGLang.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Iterable, Mapping, Protocol
+
+from aim_engine.engines.flags import FlagInfo
+from aim_engine.errors import AimError
+
+SWITCH_TRUE = ("true", "1", "yes", "on")
+SWITCH_FALSE = ("false", "0", "no", "off", "")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything needed to exec the engine, and to explain it.
+
+    - `argv`: the full command (`argv[0]` resolved on the engine environment's PATH when found);
+      `argv[command_len:]` are the engine's own arguments (what its parser sees).
+    - `env`: the complete environment for `execve` (the agent's, plus the changes in `env_changes`).
+    - `overrides_applied`: the AIM_ENGINE_ARGS entries as applied (real flag -> value; None = removed).
+    """
+
+    engine: str
+    argv: list[str]
+    env: dict[str, str]
+    health_url: str
+    models_url: str
+    served_model_name: str
+    overrides_applied: dict[str, Any] = field(default_factory=dict)
+    env_changes: dict[str, str] = field(default_factory=dict)
+    env_removed: tuple[str, ...] = ()
+    command_len: int = 1
+
+    @property
+    def args(self) -> list[str]:
+        """The arguments the engine's parser sees (argv without the command)."""
+        return self.argv[self.command_len:]
+
+    def public_dict(self) -> dict[str, Any]:
+        """JSON-able view for `plan --json` and `/status`: argv and env changes, secrets masked."""
+        from aim_engine.redact import mask, mask_argv, secret_values
+
+        secrets = secret_values(self.env)
+        return {
+            "engine": self.engine,
+            "argv": mask_argv(self.argv, secrets),
+            "env": mask(dict(self.env_changes), secrets),
+            "env_removed": list(self.env_removed),
+            "health_url": self.health_url,
+            "models_url": self.models_url,
+            "served_model_name": self.served_model_name,
+            "overrides_applied": mask(dict(self.overrides_applied), secrets),
+        }
+
+
+class Adapter(Protocol):
+    """One inference engine. Implementations are data plus `render` (see vllm.py, sglang.py)."""
+
+    name: str
+
+    def render(self, plan: Any, settings: Any, model_path: str, cache_warm: bool) -> Launch: ...
+
+
+# ------------------------------------------------------------------ flag data (exact lists)
+def primary(info: FlagInfo) -> str:
+    """The spelling we emit for a flag (its first option string: `--tp-size`, `--enforce-eager`)."""
+    return info.option_strings[0] if info.option_strings else info.flag
+
+
+def negation(info: FlagInfo) -> str | None:
+    """`--no-x` for a BooleanOptionalAction flag `--x`, else None."""
+    if info.action != "BooleanOptionalAction":
+        return None
+    return next((o for o in info.option_strings if o.startswith("--no-")), None)
+
+
+def multiple(info: FlagInfo) -> bool:
+    """True when the flag takes several values (`--served-model-name a b`) or repeats."""
+    return info.nargs in ("+", "*") or info.action == "_AppendAction"
+
+
+@dataclass(frozen=True)
+class FlagSet:
+    """The exact flags of one engine version (`engines.flags`, generated from the real parser)."""
+
+    engine: str
+    version: str
+    flags: Mapping[str, FlagInfo]       # every long option string -> its info
+
+    def get(self, flag: str) -> FlagInfo | None:
+        return self.flags.get(flag)
+
+    def close_matches(self, flag: str, n: int = 3) -> list[str]:
+        return difflib.get_close_matches(flag, list(self.flags), n=n, cutoff=0.6)
+
+
+@lru_cache(maxsize=None)
+def flag_set(engine: str) -> FlagSet:
+    """The exact flag list of `engine`, loaded once from the generated data file."""
+    from aim_engine.engines import flags
+
+    data = flags.load(engine)
+    return FlagSet(engine=data.engine, version=data.version, flags=data.flags)
+
+
+# ------------------------------------------------------------------ translation table (canonical.yaml)
+@dataclass(frozen=True)
+class Table:
+    """canonical.yaml, parsed: canonical key -> {engine -> spec}, plus aliases and reserved flags."""
+
+    canonical: Mapping[str, Mapping[str, Mapping[str, Any]]]
+    dtype_aliases: Mapping[str, Mapping[str, Any]]
+    reserved: Mapping[str, str]
+    targets: Mapping[str, Mapping[str, Mapping[str, Any]]]
+    secret_flags: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
+
+    def spec(self, key: str, engine: str) -> Mapping[str, Any] | None:
+        entry = self.canonical.get(key)
+        return None if entry is None else entry.get(engine)
+
+    def target_args(self, target: str, engine: str) -> Mapping[str, Any]:
+        return (self.targets.get(target) or {}).get(engine) or {}
+
+
+@lru_cache(maxsize=None)
+def table() -> Table:
+    import yaml
+    from importlib import resources
+
+    raw = yaml.safe_load(resources.files("aim_engine.engines").joinpath("canonical.yaml").read_text(encoding="utf-8"))
+    return Table(
+        canonical=raw.get("canonical") or {},
+        dtype_aliases=raw.get("dtype_aliases") or {},
+        reserved=raw.get("reserved") or {},
+        targets=raw.get("targets") or {},
+        secret_flags=raw.get("secret_flags") or {},
+    )
+
+
+# ------------------------------------------------------------------ the pure core
+@dataclass
+class _Entry:
+    flag: str           # the engine flag to emit
+    value: Any
+    source: str         # canonical key (or dest) that produced it; overrides replace by source
+    origin: str         # where it came from, for error messages
+
+
+@dataclass(frozen=True)
+class RenderedArgs:
+    args: list[str]                     # engine arguments (no command), model first for positional
+    overrides_applied: dict[str, Any]
+
+
+class ArgRenderer:
+    """Builds one engine's argument list from layered arg mappings. Pure: data in, argv out."""
+
+    def __init__(self, engine: str, flags: FlagSet | None = None, tbl: Table | None = None) -> None:
+        self.engine = engine
+        self.flags = flags or flag_set(engine)
+        self.table = tbl or table()
+        self.entries: dict[str, _Entry] = {}       # dest -> entry, in insertion order
+        self.positional: str | None = None
+        self.overrides_applied: dict[str, Any] = {}
+        # False for a pre-quantized checkpoint: `--dtype float8` then must not add
+        # `--quantization fp8` (the engine reads the checkpoint's own quantization_config).
+        self.online_quantization = True
+        # secret-valued flags moved to the environment (never argv): variable -> value
+        self.secret_env: dict[str, str] = {}
+        self._secret_flags = self.table.secret_flags.get(engine) or {}
+        # native flag (any spelling) -> canonical key, so `--max-num-seqs` and `--max-batch-size`
+        # are the same setting for merging purposes.
+        self._native_to_canonical: dict[str, str] = {}
+        for key, per_engine in self.table.canonical.items():
+            spec = per_engine.get(engine) or {}
+            info = self.flags.get(spec.get("flag", "")) if spec.get("flag") else None
+            for option in (info.option_strings if info else ((spec["flag"],) if spec.get("flag") else ())):
+                self._native_to_canonical[option] = key
+
+    # ---- translation of one key/value into (flag, value) pairs
+    def _translate(self, key: str, value: Any, origin: str) -> tuple[str, list[tuple[str, Any]]]:
+        """Return (source, [(engine flag, value), ...]) for one recipe/override entry."""
+        canonical = key if key in self.table.canonical else self._native_to_canonical.get(key)
+        if key == "--dtype" or canonical == "--dtype":
+            alias = self.table.dtype_aliases.get(str(value).strip().lower()) if value is not None else None
+            if alias:
+                pairs: list[tuple[str, Any]] = []
+                for alias_key, alias_value in alias.items():
+                    if alias_key == "--quantization" and not self.online_quantization:
+                        continue
+                    pairs.extend(self._translate(alias_key, alias_value, origin)[1])
+                return "--dtype", pairs
+        if canonical is not None and key in self.table.canonical:
+            spec = self.table.spec(key, self.engine) or {}
+            if spec.get("positional"):
+                return key, [("<positional>", value)]
+            if not spec.get("flag"):
+                raise AimError(f"{origin}: {key} has no {self.engine} equivalent",
+                               hint=f"remove it, or use a real {self.engine} flag")
+            values = spec.get("values") or {}
+            if isinstance(value, str) and value in values:
+                value = values[value]
+            return key, [(spec["flag"], value)]
+        return canonical or key, [(key, value)]
+
+    def _check_flag(self, flag: str, origin: str) -> FlagInfo | None:
+        """The FlagInfo of an exact engine flag; AimError with close matches otherwise."""
+        info = self.flags.get(flag)
+        if info is not None:
+            return info
+        base, dot, _ = flag.partition(".")
+        if dot and self.engine == "vllm":
+            # FlexibleArgumentParser: `--compilation-config.level 3` sets one key of a JSON flag.
+            parent = self.flags.get(base)
+            if parent is not None and parent.takes_value:
+                return None
+        matches = self.flags.close_matches(flag)
+        hint = f"did you mean {', '.join(matches)}?" if matches else f"see `{self._help_command()}`"
+        raise AimError(
+            f"{origin}: {flag!r} is not a {self.engine} {self.flags.version} flag "
+            f"(argparse would accept an unambiguous prefix of another flag, so it is rejected here)",
+            hint=hint,
+        )
+
+    def _help_command(self) -> str:
+        return "vllm serve --help=all" if self.engine == "vllm" else "python3 -m sglang.launch_server --help"
+
+    def _dest(self, flag: str, info: FlagInfo | None) -> str:
+        return info.dest if info is not None else flag
+
+    def _remove_source(self, source: str) -> None:
+        for dest in [d for d, e in self.entries.items() if e.source == source]:
+            del self.entries[dest]
+
+    # ---- layers
+    def apply(self, args: Mapping[str, Any], origin: str, *, replace_source: bool = True,
+              record: bool = False, skip: Iterable[str] = ()) -> None:
+        """Merge one layer. `replace_source`: an entry replaces everything its key produced
+        before (so `--dtype bfloat16` over `--dtype float8` also drops the derived quantization)."""
+        skipped = set(skip)
+        for raw_key, value in args.items():
+            key = raw_key.strip()
+            if key.startswith("--") and "_" in key and "." not in key:
+                key = key.replace("_", "-")          # --max_model_len -> --max-model-len
+            if key in skipped:
+                continue
+            key, value = self._normalize_negation(key, value, origin)
+            source, pairs = self._translate(key, value, origin)
+            if replace_source:
+                self._remove_source(source)
+            if record:
+                shown = pairs[0][0] if len(pairs) == 1 and pairs[0][0] != "<positional>" else key
+                secret = shown in self._secret_flags and value is not None
+                self.overrides_applied[shown] = "***" if secret else value
+            for index, (flag, flag_value) in enumerate(pairs):
+                if flag == "<positional>":
+                    self.positional = None if flag_value is None else str(flag_value)
+                    continue
+                info = self._check_flag(flag, origin)
+                if info is not None and self._secret(info, flag_value, origin):
+                    continue
+                dest = self._dest(flag, info)
+                if flag_value is None:
+                    self.entries.pop(dest, None)
+                    continue
+                if index > 0 and dest in self.entries and self.entries[dest].source != source:
+                    continue     # a derived flag never replaces one the recipe set explicitly
+                self.entries.pop(dest, None)
+                self.entries[dest] = _Entry(flag=primary(info) if info else flag, value=flag_value,
+                                            source=source, origin=origin)
+
+    def _secret(self, info: FlagInfo, value: Any, origin: str) -> bool:
+        """True when `info` is a secret flag (its value went to the environment)."""
+        secret = next((o for o in info.option_strings if o in self._secret_flags), None)
+        if secret is None:
+            return False
+        variable = self._secret_flags[secret]
+        if variable is None:
+            raise AimError(f"{origin}: {secret} would put a secret on the command line, where every process can read it",
+                           hint=f"{self.engine} cannot read it from the environment; remove {secret}")
+        if value is None:
+            self.secret_env.pop(variable, None)
+        else:
+            self.secret_env[variable] = str(value)
+        return True
+
+    def _normalize_negation(self, key: str, value: Any, origin: str) -> tuple[str, Any]:
+        """`--no-x: true` is `--x: false` (BooleanOptionalAction), so both spellings merge."""
+        info = self.flags.get(key)
+        if info is not None and negation(info) == key and value is not None:
+            return primary(info), not _switch_value(value, key, origin)
+        return key, value
+
+    # ---- output
+    def render(self) -> RenderedArgs:
+        out: list[str] = []
+        if self.positional is not None:
+            out.append(self.positional)
+        for entry in self.entries.values():
+            info = self.flags.get(entry.flag)
+            if info is not None and not info.takes_value:
+                on = _switch_value(entry.value, entry.flag, entry.origin)
+                if on:
+                    out.append(entry.flag)
+                elif negation(info):
+                    out.append(negation(info))     # explicit: the engine's default may be on
+                continue
+            values = _as_values(entry.value)
+            if info is not None and info.choices is not None:
+                bad = [v for v in values if v not in info.choices]
+                if bad:
+                    raise AimError(
+                        f"{entry.origin}: {entry.flag} {bad[0]!r} is not accepted by {self.engine} {self.flags.version}",
+                        hint=f"allowed: {', '.join(info.choices)}",
+                    )
+            if info is not None and len(values) > 1 and not multiple(info):
+                raise AimError(f"{entry.origin}: {entry.flag} takes one value, got {len(values)}")
+            out.append(entry.flag)
+            out.extend(values)
+        return RenderedArgs(args=out, overrides_applied=dict(self.overrides_applied))
+
+
+def _switch_value(value: Any, flag: str, origin: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in SWITCH_TRUE:
+        return True
+    if text in SWITCH_FALSE:
+        return False
+    raise AimError(f"{origin}: {flag} is a switch (takes no value), got {value!r}",
+                   hint='write "true" to set it, "false" to leave it out, or null to remove it')
+
+
+def _as_values(value: Any) -> list[str]:
+    """Recipe/override value -> argv tokens: lists repeat, objects become JSON, bools lower-case."""
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _as_values(v)]
+    if isinstance(value, Mapping):
+        return [json.dumps(value, separators=(",", ":"))]
+    if isinstance(value, bool):
+        return ["true" if value else "false"]
+    return [str(value)]

@@ -1,0 +1,98 @@
+"""The engine's environment: the agent's own, plus the cache contract and tuning defaults.
+
+Precedence, strongest first:
+1. the cache contract, always set by the agent: `HF_HOME`/`HF_HUB_CACHE` point at the cache the
+   agent warmed (a user's different `HF_HOME` would make the engine read another cache), and
+   `HF_HUB_OFFLINE=1` once that cache is warm (zero network at boot);
+2. the user's environment (anything already set is never overwritten);
+3. the recipe config's `env`;
+4. the defaults of `rocm_env.yaml`, chosen by target, gfx, engine and tensor-parallel size.
+
+`HF_TOKEN` (and its legacy name) reach the engine only while the cache is cold; a warm cache
+needs no token, and a process that does not hold a secret cannot leak it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Mapping
+
+TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+@dataclass(frozen=True)
+class EnvContext:
+    """What the defaults table is keyed on."""
+
+    target: str                 # "gpu" | "cpu"
+    engine: str                 # "vllm" | "sglang"
+    gfx: str | None
+    tensor_parallel: int
+
+
+@dataclass(frozen=True)
+class EngineEnv:
+    env: dict[str, str]         # complete, for execve
+    changes: dict[str, str]     # what differs from the agent's environment (for `plan`)
+    removed: tuple[str, ...]    # variables taken away (tokens once warm)
+
+
+@lru_cache(maxsize=None)
+def _rules() -> tuple[Mapping[str, Any], ...]:
+    import yaml
+    from importlib import resources
+
+    text = resources.files("aim_engine.engines").joinpath("rocm_env.yaml").read_text(encoding="utf-8")
+    return tuple((yaml.safe_load(text) or {}).get("rules") or ())
+
+
+def _matches(when: Mapping[str, Any], ctx: EnvContext) -> bool:
+    checks = {
+        "target": lambda v: ctx.target == v,
+        "engine": lambda v: ctx.engine == v,
+        "gfx": lambda v: ctx.gfx in (v if isinstance(v, list) else [v]),
+        "min_tensor_parallel": lambda v: ctx.tensor_parallel >= int(v),
+    }
+    unknown = set(when) - set(checks)
+    if unknown:   # a typo in the data file must not silently apply a rule everywhere
+        raise ValueError(f"rocm_env.yaml: unknown `when` key(s) {sorted(unknown)}")
+    return all(checks[k](v) for k, v in when.items())
+
+
+def defaults(ctx: EnvContext, rules: tuple[Mapping[str, Any], ...] | None = None) -> dict[str, str]:
+    """The tuning defaults that apply to `ctx` (later rules win)."""
+    out: dict[str, str] = {}
+    for rule in _rules() if rules is None else rules:
+        if _matches(rule.get("when") or {}, ctx):
+            out.update({str(k): str(v) for k, v in (rule.get("env") or {}).items()})
+    return out
+
+
+def build(
+    base: Mapping[str, str],
+    ctx: EnvContext,
+    *,
+    hf_home: str,
+    hub_cache: str,
+    cache_warm: bool,
+    hf_token: str | None,
+    recipe_env: Mapping[str, str] | None = None,
+    rules: tuple[Mapping[str, Any], ...] | None = None,
+) -> EngineEnv:
+    """Compose the engine environment from the agent's `base` environment (pure)."""
+    env = dict(base)
+    for name, value in {**defaults(ctx, rules), **dict(recipe_env or {})}.items():
+        env.setdefault(name, value)
+    env["HF_HOME"] = hf_home
+    env["HF_HUB_CACHE"] = hub_cache
+    removed: list[str] = []
+    if cache_warm:
+        env["HF_HUB_OFFLINE"] = "1"
+        for name in TOKEN_VARIABLES:
+            if env.pop(name, None) is not None:
+                removed.append(name)
+    elif hf_token:
+        env["HF_TOKEN"] = hf_token
+    changes = {k: v for k, v in env.items() if base.get(k) != v}
+    return EngineEnv(env=env, changes=changes, removed=tuple(removed))

@@ -1,0 +1,174 @@
+"""The adapter both engines share: a plan in, a `Launch` out. The engines differ only in data
+(`EngineSpec` in vllm.py / sglang.py, `canonical.yaml`, `flags/<engine>.json`, `rocm_env.yaml`).
+
+How the engine executable is found: `argv[0]` (`vllm`, or `python3` for `python3 -m
+sglang.launch_server`) is looked up on the PATH of the environment the engine will get, i.e. the
+agent's PATH. In the container that is the image's Python environment; tests and `make run` put
+an engine virtualenv's `bin/` first on PATH. When it is not found (a dry-run `plan` on a machine
+without the engine) the bare name is kept and `execvpe` reports it at boot.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from aim_engine.engines import environment
+from aim_engine.engines.base import ArgRenderer, FlagSet, Launch, Table, flag_set, table
+from aim_engine.errors import AimError
+
+LOOPBACK = "127.0.0.1"
+BIND_ALL = "0.0.0.0"
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """The data that makes an engine: its command and its probe paths."""
+
+    name: str
+    command: tuple[str, ...]        # argv before the engine's own arguments
+    health_path: str = "/health"
+    models_path: str = "/v1/models"
+
+
+def _origin(plan: Any) -> str:
+    config = plan.config
+    where = f" from {plan.recipe.source}" if getattr(plan.recipe, "source", None) else ""
+    return f"recipe {plan.recipe.recipe_id} ({config.engine}_serve {config.gpus}_gpu{where})"
+
+
+def _gfx(plan: Any, gfx: str | None) -> str | None:
+    """The gfx target the plan runs on: given, or the recipe's GPU (a fallback recipe is, by
+    the selection rules, of the same gfx family as the detected GPU)."""
+    if gfx or getattr(plan, "target", "gpu") == "cpu":
+        return gfx
+    hardware = str(plan.recipe.hardware)
+    if hardware.lower().startswith("gfx"):
+        return hardware.lower()
+    from aim_engine.hardware import gpus
+
+    found = gpus.find(hardware)
+    return found.gfx if found else None
+
+
+def _pre_quantized(plan: Any) -> bool:
+    """True when the checkpoint carries its own quantization (a quantized variant)."""
+    finder = getattr(plan.model, "checkpoint", None)
+    variant = finder(plan.recipe.huggingface_id) if callable(finder) else None
+    return bool(variant is not None and variant.quantization)
+
+
+def resolve_command(command: tuple[str, ...], env: Mapping[str, str]) -> list[str]:
+    """`command` with argv[0] resolved on the engine environment's PATH (bare when not found)."""
+    found = shutil.which(command[0], path=env.get("PATH", os.defpath))
+    return [found or command[0], *command[1:]]
+
+
+def plan_layer(plan: Any) -> dict[str, Any]:
+    """The values the planner decided, as canonical args: they replace the recipe's."""
+    layer: dict[str, Any] = {"--tensor-parallel-size": str(plan.tensor_parallel)}
+    if plan.data_parallel > 1 or "--data-parallel-size" in plan.config.args:
+        layer["--data-parallel-size"] = str(plan.data_parallel)
+    if getattr(plan, "context", None):
+        layer["--max-context-len"] = str(plan.context)
+    if getattr(plan, "batch", None):
+        layer["--max-batch-size"] = str(plan.batch)
+    return layer
+
+
+def render_args(
+    engine: str,
+    recipe_args: Mapping[str, Any],
+    *,
+    model: str,
+    served_model_name: str,
+    port: int,
+    plan_args: Mapping[str, Any] | None = None,
+    target: str = "gpu",
+    overrides: Mapping[str, Any] | None = None,
+    origin: str = "recipe",
+    online_quantization: bool = True,
+    flags: FlagSet | None = None,
+    tbl: Table | None = None,
+) -> ArgRenderer:
+    """The pure core of rendering: layered args -> an `ArgRenderer` holding the result.
+
+    Layers, each replacing the previous: recipe < plan < target < agent-owned < AIM_ENGINE_ARGS.
+    """
+    r = ArgRenderer(engine, flags or flag_set(engine), tbl or table())
+    r.online_quantization = online_quantization
+    reserved = set(r.table.reserved)
+    r.apply(recipe_args, origin, skip=reserved)
+    r.apply(plan_args or {}, "plan")
+    r.apply(r.table.target_args(target, engine), f"{target} target defaults")
+    r.apply({"--model": model, "--host": BIND_ALL, "--port": str(port),
+             "--served-model-name": served_model_name}, "agent")
+    overrides = dict(overrides or {})
+    for key in overrides:
+        normalized = key.strip().replace("_", "-") if "." not in key else key.strip()
+        if normalized in reserved:
+            raise AimError(f"AIM_ENGINE_ARGS may not set {key}: the agent owns it",
+                           hint=f"set {r.table.reserved[normalized]} instead")
+    r.apply(overrides, "AIM_ENGINE_ARGS", record=True)
+    return r
+
+
+@dataclass(frozen=True)
+class CommandAdapter:
+    """An engine started as a command line; `render` is the whole adapter."""
+
+    spec: EngineSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def render(self, plan: Any, settings: Any, model_path: str, cache_warm: bool, *,
+               base_env: Mapping[str, str] | None = None, gfx: str | None = None) -> Launch:
+        if plan.engine != self.name:
+            raise ValueError(f"{self.name} adapter given a {plan.engine} plan")
+        target = getattr(plan, "target", "gpu")
+        rendered = render_args(
+            self.name,
+            plan.config.args,
+            model=model_path,
+            served_model_name=plan.served_model_name,
+            port=settings.port,
+            plan_args=plan_layer(plan),
+            target=target,
+            overrides=settings.engine_args,
+            origin=_origin(plan),
+            online_quantization=not _pre_quantized(plan),
+        )
+        out = rendered.render()
+        base = dict(os.environ if base_env is None else base_env)
+        engine_env = environment.build(
+            base,
+            environment.EnvContext(target=target, engine=self.name, gfx=_gfx(plan, gfx),
+                                   tensor_parallel=int(plan.tensor_parallel)),
+            hf_home=str(settings.hf_home),
+            hub_cache=str(settings.hub_cache),
+            cache_warm=cache_warm,
+            hf_token=settings.hf_token,
+            recipe_env=plan.config.env,
+        )
+        env = dict(engine_env.env)
+        changes = dict(engine_env.changes)
+        for name, value in rendered.secret_env.items():     # secrets named in args, moved off argv
+            env[name] = changes[name] = value
+        command = resolve_command(self.spec.command, env)
+        url = f"http://{LOOPBACK}:{settings.port}"
+        return Launch(
+            engine=self.name,
+            argv=[*command, *out.args],
+            env=env,
+            health_url=url + self.spec.health_path,
+            models_url=url + self.spec.models_path,
+            served_model_name=plan.served_model_name,
+            overrides_applied=out.overrides_applied,
+            env_changes=changes,
+            env_removed=engine_env.removed,
+            command_len=len(command),
+        )
