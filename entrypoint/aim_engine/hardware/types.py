@@ -22,6 +22,9 @@ class Device:
     compute_partition: str | None = None  # SPX, DPX, QPX, CPX
     memory_partition: str | None = None   # NPS1, NPS2, NPS4
     known: bool = True                  # False: device id not in the spec table
+    compute_units: int | None = None
+    pci_bus: str | None = None          # "0000:0c:00.0"
+    rocr_index: int | None = None       # index in the ROCR-visible list (what HIP_VISIBLE_DEVICES counts)
 
     @property
     def memory_gib(self) -> float:
@@ -47,6 +50,7 @@ class Hardware:
     cpu: Cpu
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    visible_count: int = 0              # GPUs ROCm shows the engine before homogeneity/AIM_GPU_COUNT
 
     @property
     def gpu_count(self) -> int:
@@ -67,6 +71,16 @@ class Hardware:
     @property
     def is_cpu(self) -> bool:
         return not self.devices
+
+    def hip_visible_devices(self) -> str | None:
+        """The HIP_VISIBLE_DEVICES (= CUDA_VISIBLE_DEVICES) value that restricts the engine to
+        `devices`, or None when the engine may simply see every visible GPU. Set both variables to
+        it: vLLM refuses to start when they differ."""
+        if not self.devices or [d.index for d in self.devices] == list(range(self.visible_count)):
+            return None
+        if any(d.rocr_index is None for d in self.devices):
+            return None
+        return ",".join(str(d.rocr_index) for d in self.devices)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
