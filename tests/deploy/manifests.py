@@ -1,0 +1,78 @@
+"""Loading and checking the deployment material under docker/ with real validators."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKER = REPO / "docker"
+KSERVE_SCHEMAS = REPO / "tests/fixtures/kserve"
+CHART = DOCKER / "helm/aim-engine"
+KUBERNETES_VERSION = "1.30.0"
+
+
+def documents(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    return documents(path.read_text())
+
+
+def validate_kubernetes(doc: dict[str, Any]) -> None:
+    """Validate against the Kubernetes OpenAPI schemas bundled by kubernetes-validate (offline),
+    strictly: an unknown field is an error."""
+    import kubernetes_validate
+
+    kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def kserve_schema(kind: str) -> dict[str, Any]:
+    name = {
+        "ClusterServingRuntime": "ClusterServingRuntime-serving.kserve.io-v1alpha1.json",
+        "InferenceService": "InferenceService-serving.kserve.io-v1beta1.json",
+    }[kind]
+    return json.loads((KSERVE_SCHEMAS / name).read_text())
+
+
+def unknown_fields(value: Any, schema: dict[str, Any], path: str = "") -> Iterator[str]:
+    """Every key in `value` that the structural CRD schema does not declare.
+
+    CRD schemas only reject unknown keys where they say `additionalProperties: false`, so a
+    misspelt field would pass plain validation; this walk catches it. `metadata` is free-form
+    in CRDs (the API server validates it), so it is skipped.
+    """
+    if isinstance(value, dict):
+        if schema.get("x-kubernetes-preserve-unknown-fields"):
+            return
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            if path == "" and key in ("apiVersion", "kind", "metadata"):
+                continue
+            if props is not None and key in props:
+                yield from unknown_fields(item, props[key], f"{path}.{key}")
+            elif isinstance(extra, dict):
+                yield from unknown_fields(item, extra, f"{path}.{key}")
+            elif props is not None or extra is False:
+                yield f"{path}.{key}"
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            yield from unknown_fields(item, schema["items"], f"{path}[{i}]")
+
+
+def render_chart(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Render the Helm chart with Helm's own engine (helm-python-sdk bundles Helm's library)."""
+    import helm_python as helm
+
+    chart = helm.Chart.load(CHART)
+    rendered = chart.render(values or {}, name="aim", namespace="default")
+    docs: list[dict[str, Any]] = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith(".yaml"):
+            docs.extend(documents(text))
+    return docs
