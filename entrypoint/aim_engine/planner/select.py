@@ -110,12 +110,12 @@ def hardware_match(recipe_hardware: str, hardware: "Hardware") -> tuple[str | No
 
     want = recipe_hardware.strip()
     model, gfx = hardware.gpu_model or "", (hardware.gfx or "").lower()
-    if want.upper() == model.upper():
-        return "exact", f"written for {want}, the detected GPU"
-    if want.lower().startswith("gfx"):
+    if want.lower().startswith("gfx"):   # before the name check: unknown devices are named by gfx
         if want.lower() == gfx:
             return "generic", f"generic recipe for {want} devices"
         return None, f"generic recipe for {want}; the detected GPUs are {gfx or 'none'}"
+    if want.upper() == model.upper():
+        return "exact", f"written for {want}, the detected GPU"
     spec = gpus.find(want)
     if spec is None:
         return None, f"written for {want}, not a GPU in the spec table"
@@ -146,6 +146,13 @@ def _rank(c: Candidate, settings: "Settings") -> tuple:
     size = -c.config.gpus if settings.metric == "latency" else c.config.gpus
     return (precision_rank, HARDWARE_TIERS.index(c.tier), ENGINE_PREFERENCE.get(c.config.engine, 9), size,
             -c.fit.margin_gib, c.recipe.recipe_id)
+
+
+def memory_reason(fit: "memory.Fit", context: int, batch: int) -> str:
+    """A one-line 'does not fit' with the numbers (the planner's `explanation` has the long form)."""
+    return (f"memory: does NOT fit: {fit.used_gib:.1f} GiB per GPU needed (weights {fit.weights_gib:.1f} + KV "
+            f"{fit.kv_gib:.1f} for {batch} x {context} tokens + overhead {fit.overhead_gib:.1f}) > "
+            f"{fit.available_gib:.1f} GiB usable")
 
 
 def _lost(other: Candidate, winner: Candidate, settings: "Settings") -> str:
@@ -218,9 +225,9 @@ def evaluate(recipes: Iterable[Recipe], model: Model, settings: "Settings", hard
                 continue
             if not fit.fits:
                 longest = memory.max_context(model, recipe.precision, memory_bytes, n, batch, kv, utilization)
-                more = (f"; it would fit with a context of {longest} tokens" if longest >= 1
+                more = (f"; a context of {longest} tokens would fit" if longest >= 1
                         else "; not even one short sequence fits")
-                rejected.append(Rejection(rid, engine, n, f"memory: {fit.explanation}{more}"))
+                rejected.append(Rejection(rid, engine, n, memory_reason(fit, context, batch) + more))
                 continue
             candidates.append(Candidate(recipe, config, tier, recipe.hardware if tier == "fallback" else None,
                                         why, context, batch, fit))
