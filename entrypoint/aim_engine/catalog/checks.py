@@ -1,0 +1,416 @@
+"""The validator's checks: each a small function over one recipe, one model, or the whole set.
+
+A check yields `Problem`s (built with `doc.problem(...)`, which fills in file and line). The
+built-in checks are listed in `CHECKS`; other areas add theirs without touching this file by
+defining a module-level `CHECKS` tuple of `Check` in one of `EXTENSION_MODULES` (the planner's
+memory-fit and tensor-parallel-legality checks live in `aim_engine.planner.checks`).
+
+Checks run on documents that passed the JSON Schema (so `doc.obj` is a typed `Recipe`/`Model`);
+structure is the schema's job, these check meaning.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from aim_engine.catalog.problems import Problem
+from aim_engine.catalog.types import Model, Recipe, ServeConfig
+
+RECIPE_SCOPE, MODEL_SCOPE, CATALOG_SCOPE = "recipe", "model", "catalog"
+EXTENSION_MODULES: tuple[str, ...] = ("aim_engine.planner.checks",)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check. `func` signature by scope:
+    recipe:  (doc, recipe, ctx) -> Iterable[Problem]
+    model:   (doc, model, ctx)  -> Iterable[Problem]
+    catalog: (ctx)              -> Iterable[Problem]"""
+
+    name: str
+    scope: str
+    func: Callable[..., Iterable[Problem]]
+    summary: str
+
+
+@dataclass
+class Context:
+    """What checks may consult: every document under validation and the models recipes may use.
+
+    `models` holds the typed models recipes resolve against (the given model files plus the
+    shipped catalog as reference); `recipe_docs`/`model_docs` are only the files being validated.
+    """
+
+    recipe_docs: list[Any] = field(default_factory=list)
+    model_docs: list[Any] = field(default_factory=list)
+    models: list[Model] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._by_id = {m.model_id: m for m in self.models}
+        self._by_name = {name.lower(): m for m in reversed(self.models) for name in m.names()}
+
+    def model(self, model_id: str) -> Model | None:
+        """The model with exactly this canonical id."""
+        return self._by_id.get(model_id)
+
+    def model_by_any_name(self, name: str) -> Model | None:
+        return self._by_name.get(name.lower())
+
+
+# --------------------------------------------------------------------------------- data
+CPU_PRECISIONS = ("fp16", "bf16", "int8", "int4")
+# Engine-native spellings that set the tensor- / data-parallel size, per engine.
+TP_FLAGS = {"vllm": ("--tensor-parallel-size",), "sglang": ("--tensor-parallel-size", "--tp-size")}
+DP_FLAGS = {"vllm": ("--data-parallel-size",), "sglang": ("--data-parallel-size", "--dp-size")}
+# --dtype values that mean each half precision (both engines' spellings + canonical aliases).
+HALF_DTYPES = {"fp16": ("float16", "half", "fp16"), "bf16": ("bfloat16", "bf16")}
+WIDE_DTYPES = ("float", "float32")
+FP8_DTYPE = "float8"
+QUANTIZED_PRECISIONS = ("fp8", "int8", "int4")
+TRUE_FALSE = ("true", "false")
+SECTION = {"vllm": "vllm_serve", "sglang": "sglang_serve"}
+ENGINE_NAME = {"vllm": "vLLM", "sglang": "SGLang"}
+
+
+@lru_cache(maxsize=1)
+def canonical_table() -> dict[str, Any]:
+    """engines/canonical.yaml: canonical arg -> per-engine flag, and --dtype aliases."""
+    import yaml
+
+    path = Path(__file__).resolve().parent.parent / "engines" / "canonical.yaml"
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def canonical_args() -> dict[str, Any]:
+    return canonical_table()["canonical"]
+
+
+def _config_path(config: ServeConfig) -> tuple[str, ...]:
+    return (SECTION[config.engine], f"{config.gpus}_gpu")
+
+
+def _arg_path(config: ServeConfig, arg: str) -> tuple[str, ...]:
+    return (*_config_path(config), "args", arg)
+
+
+def _did_you_mean(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=2, cutoff=0.75)
+    return f"did you mean {' or '.join(close)}?" if close else ""
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+# -------------------------------------------------------------------------- recipe checks
+def check_recipe_id(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Problem]:
+    """recipe_id == file stem == {model slug}-{hardware}-{precision}."""
+    rid = recipe.recipe_id
+    stem = doc.path.stem
+    if rid != stem:
+        yield doc.problem("recipe-id", ("recipe_id",), f"recipe_id {rid!r} differs from the file name {doc.path.name!r}",
+                          f"rename the file to {rid}.yaml or set recipe_id: {stem}")
+    model = ctx.model(recipe.model_id)
+    hardware, precision = recipe.hardware.lower(), recipe.precision
+    parts = rid.rsplit("-", 2)
+    if len(parts) != 3:
+        expected = f"{model.slug if model else '<model>'}-{hardware}-{precision}"
+        yield doc.problem("recipe-id", ("recipe_id",), f"recipe_id {rid!r} is not {{model}}-{{hardware}}-{{precision}}",
+                          f"name it {expected}")
+        return
+    name_model, name_hw, name_precision = parts
+    if name_hw != hardware:
+        yield doc.problem("recipe-id", ("recipe_id",),
+                          f"recipe_id says hardware {name_hw!r} but hardware is {recipe.hardware!r}",
+                          f"make them agree: recipe_id ...-{hardware}-{precision} or hardware: {name_hw.upper()}")
+    if name_precision != precision:
+        yield doc.problem("recipe-id", ("recipe_id",),
+                          f"recipe_id says precision {name_precision!r} but precision is {precision!r}",
+                          f"make them agree: recipe_id ...-{name_hw}-{precision} or precision: {name_precision}")
+    if model is not None and name_model != model.slug:
+        yield doc.problem("recipe-id", ("recipe_id",),
+                          f"recipe_id starts with {name_model!r} but the model's slug is {model.slug!r}",
+                          f"name it {model.slug}-{hardware}-{precision}")
+
+
+def check_model_exists(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Problem]:
+    if ctx.model(recipe.model_id) is not None:
+        return
+    other = ctx.model_by_any_name(recipe.model_id)
+    if other is not None:
+        hint = f"use the canonical id: model_id: {other.model_id}"
+    else:
+        guess = _did_you_mean(recipe.model_id, [m.model_id for m in ctx.models])
+        hint = guess or "add a model file to models/ (see models/schema.json) or fix the id"
+    yield doc.problem("model-exists", ("model_id",), f"model_id {recipe.model_id!r} is not in the model catalog", hint)
+
+
+def check_checkpoint(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Problem]:
+    """huggingface_id is the model or one of its declared variants, of the recipe's precision;
+    a `--model` arg, if written, loads that same checkpoint."""
+    model = ctx.model(recipe.model_id)
+    if model is not None:
+        allowed = [model.huggingface_id, *(v.huggingface_id for v in model.variants)]
+        if recipe.huggingface_id not in allowed:
+            yield doc.problem("checkpoint", ("huggingface_id",),
+                              f"huggingface_id {recipe.huggingface_id!r} is neither {model.model_id} nor one of its variants",
+                              f"use one of: {', '.join(allowed)} (or declare the variant in the model file)")
+        else:
+            variant = model.checkpoint(recipe.huggingface_id)
+            if variant is not None and recipe.precision != "mixed" and variant.precision != recipe.precision:
+                yield doc.problem("checkpoint", ("huggingface_id",),
+                                  f"{recipe.huggingface_id} is a {variant.precision} checkpoint but precision is {recipe.precision}",
+                                  f"set precision: {variant.precision} or load a {recipe.precision} checkpoint")
+    for config in recipe.configs:
+        value = config.args.get("--model")
+        if value is not None and str(value) != recipe.huggingface_id:
+            yield doc.problem("checkpoint", _arg_path(config, "--model"),
+                              f"--model {value!r} differs from huggingface_id {recipe.huggingface_id!r}",
+                              "drop --model (the agent fills it in) or make it equal huggingface_id")
+
+
+def check_enabled(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Problem]:
+    if not recipe.enabled_configs():
+        section = "vllm_serve" if "vllm_serve" in doc.data else "sglang_serve"
+        yield doc.problem("enabled-config", (section,), "no serving config is enabled",
+                          "set `enabled: true` on at least one N_gpu config")
+
+
+def check_tensor_parallel(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Problem]:
+    """An N_gpu config uses N GPUs: tensor-parallel size (times data-parallel size, if set) = N."""
+    for config in recipe.configs:
+        n = config.gpus
+        tp_flag = next((f for f in TP_FLAGS[config.engine] if f in config.args), None)
+        dp_flag = next((f for f in DP_FLAGS[config.engine] if f in config.args), None)
+        tp = _as_int(config.args[tp_flag]) if tp_flag else 1
+        dp = _as_int(config.args[dp_flag]) if dp_flag else 1
+        if tp_flag is None and n != 1:
+            yield doc.problem("tensor-parallel", (*_config_path(config), "args"),
+                              f"{n}_gpu config has no --tensor-parallel-size",
+                              f'add --tensor-parallel-size: "{n}" (only 1_gpu may omit it)')
+            continue
+        for flag, value in ((tp_flag, tp), (dp_flag, dp)):
+            if flag and (value is None or value < 1):
+                yield doc.problem("tensor-parallel", _arg_path(config, flag),
+                                  f"{flag} {config.args[flag]!r} is not a positive integer", f'write a count, e.g. "{n}"')
+        if tp is None or dp is None or tp < 1 or dp < 1 or tp * dp == n:
+            continue
+        where = _arg_path(config, tp_flag) if tp_flag else (*_config_path(config), "args")
+        detail = f"{tp_flag} {tp}" + (f" × {dp_flag} {dp}" if dp_flag else "")
+        yield doc.problem("tensor-parallel", where, f"{n}_gpu config but {detail} uses {tp * dp} GPUs",
+                          f'set {tp_flag or "--tensor-parallel-size"}: "{n // dp if n % dp == 0 else n}" or rename the config to {tp * dp}_gpu')
+
+
+def check_engine_args(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Problem]:
+    """Every arg is an AIM canonical arg or a real flag of that engine, with a usable value."""
+    from aim_engine.engines import flags
+
+    canonical = canonical_args()
+    for config in recipe.configs:
+        engine = config.engine
+        other = "sglang" if engine == "vllm" else "vllm"
+        for arg, value in config.args.items():
+            where = _arg_path(config, arg)
+            if arg in canonical:
+                native = canonical[arg].get(engine, {})
+                native_flag = native.get("flag")
+                if native_flag and native_flag != arg and native_flag in config.args:
+                    yield doc.problem("engine-args", where, f"{arg} and {native_flag} both set (they are the same {ENGINE_NAME[engine]} flag)",
+                                      f"keep one of them")
+                if native.get("switch") and not _switch_value_ok(value):
+                    yield doc.problem("engine-args", where, f"{arg} is a switch; {value!r} is not true/false",
+                                      f'write {arg}: "true" (or remove it)')
+                continue
+            info = flags.flag_info(engine, arg)
+            if info is None:
+                guess = _did_you_mean(arg, [*flags.known_flags(engine), *canonical])
+                if guess:
+                    hint = guess
+                elif flags.flag_info(other, arg) is not None:
+                    hint = f"{arg} is a {ENGINE_NAME[other]} flag; move it to {SECTION[other]} or use the canonical name"
+                else:
+                    hint = (f"use a canonical arg ({', '.join(canonical)}) or a {ENGINE_NAME[engine]} "
+                            f"{flags.engine_version(engine)} flag")
+                yield doc.problem("engine-args", where, f"{arg} is not a {ENGINE_NAME[engine]} flag", hint)
+                continue
+            if not info.takes_value:
+                if not _switch_value_ok(value):
+                    yield doc.problem("engine-args", where, f"{arg} is a switch; {value!r} is not true/false",
+                                      f'write {arg}: "true" (or remove it)')
+            elif isinstance(value, bool):
+                yield doc.problem("engine-args", where, f"{arg} takes a value, not {value!r}",
+                                  f"give it a value{' (one of: ' + ', '.join(info.choices) + ')' if info.choices else ''}")
+            elif info.choices and value is not None and str(value) not in info.choices:
+                yield doc.problem("engine-args", where, f"{arg} {value!r} is not accepted by {ENGINE_NAME[engine]}",
+                                  f"use one of: {', '.join(info.choices)}")
+
+
+def _switch_value_ok(value: Any) -> bool:
+    return value is None or isinstance(value, bool) or (isinstance(value, str) and value.strip().lower() in (*TRUE_FALSE, ""))
+
+
+def check_hardware_precision(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Problem]:
+    """The hardware exists and runs the precision natively (no FP8 on gfx90a)."""
+    from aim_engine.hardware import gpus
+
+    if recipe.precision == "mixed":
+        return
+    hw = recipe.hardware
+    if hw.upper() == "CPU":
+        supported, what = CPU_PRECISIONS, "CPU"
+    elif hw.lower().startswith("gfx"):
+        spec = gpus.gfx_spec(hw)
+        if spec is None:
+            yield doc.problem("hardware", ("hardware",), f"unknown gfx target {hw!r}",
+                              f"known: {', '.join(gpus.known_gfx())}")
+            return
+        supported, what = spec.precisions, hw.lower()
+    else:
+        gpu = gpus.find(hw)
+        if gpu is None:
+            yield doc.problem("hardware", ("hardware",), f"unknown GPU model {hw!r}",
+                              f"known: {', '.join(gpus.names())}, a gfx target, or CPU")
+            return
+        supported, what = gpu.precisions, f"{gpu.name} ({gpu.gfx})"
+    if recipe.precision not in supported:
+        yield doc.problem("hardware", ("precision",), f"{what} does not run {recipe.precision}",
+                          f"use one of: {', '.join(supported)} on this hardware")
+
+
+def check_dtype(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Problem]:
+    """--dtype agrees with precision, and a quantized precision has something that quantizes."""
+    precision = recipe.precision
+    if precision == "mixed":
+        return
+    model = ctx.model(recipe.model_id)
+    variant = model.checkpoint(recipe.huggingface_id) if model else None
+    checkpoint = variant.precision if variant else (model.native_dtype if model else None)
+    for config in recipe.configs:
+        raw = config.args.get("--dtype")
+        dtype = str(raw).strip().lower() if raw is not None else "auto"
+        quantization = config.args.get("--quantization")
+        where = _arg_path(config, "--dtype") if raw is not None else (*_config_path(config), "args")
+        if dtype in WIDE_DTYPES:
+            yield doc.problem("dtype", where, f"--dtype {raw} loads 32-bit weights but precision is {precision}",
+                              f"use --dtype {HALF_DTYPES.get(precision, ('bfloat16',))[0]}")
+            continue
+        if precision in HALF_DTYPES:
+            if dtype == "auto":
+                if checkpoint is not None and checkpoint != precision:
+                    yield doc.problem("dtype", where, f"--dtype auto loads the checkpoint's {checkpoint} weights, not {precision}",
+                                      f"set --dtype: {HALF_DTYPES[precision][0]}")
+            elif dtype not in HALF_DTYPES[precision]:
+                yield doc.problem("dtype", where, f"--dtype {raw} does not match precision {precision}",
+                                  f"use --dtype: {HALF_DTYPES[precision][0]}")
+            if quantization not in (None, False):
+                yield doc.problem("dtype", _arg_path(config, "--quantization"),
+                                  f"--quantization {quantization} with precision {precision}",
+                                  f"set precision to the quantized type, or drop --quantization")
+            continue
+        # fp8 / int8 / int4: something must make the weights that precision.
+        if dtype == FP8_DTYPE and precision != "fp8":
+            yield doc.problem("dtype", where, f"--dtype float8 means FP8 quantization but precision is {precision}",
+                              "use --dtype: auto with a quantized checkpoint or --quantization")
+            continue
+        if dtype not in ("auto", FP8_DTYPE, *HALF_DTYPES["fp16"], *HALF_DTYPES["bf16"]):
+            continue  # an unknown spelling is the engine-args check's business
+        quantized = (checkpoint == precision or quantization not in (None, False)
+                     or (precision == "fp8" and dtype == FP8_DTYPE))
+        if not quantized and checkpoint is not None:
+            yield doc.problem("dtype", where, f"precision {precision} but the checkpoint is {checkpoint} and nothing quantizes it",
+                              f"load a {precision} variant, add --quantization, or (fp8) --dtype: float8")
+
+
+# --------------------------------------------------------------------------- model checks
+def check_model_facts(doc: Any, model: Model, ctx: Context) -> Iterator[Problem]:
+    """Facts that contradict each other (the planner's memory math relies on them)."""
+    if model.parameters_active > model.parameters_total:
+        yield doc.problem("model-facts", ("parameters", "active"), "more active than total parameters",
+                          "active = parameters used per token; it is at most total")
+    att = model.attention
+    if att.kind != "mla" and (att.kv_heads > att.heads or att.heads % att.kv_heads):
+        yield doc.problem("model-facts", ("attention", "kv_heads"),
+                          f"{att.heads} attention heads cannot share {att.kv_heads} KV heads evenly",
+                          "copy num_attention_heads and num_key_value_heads from config.json")
+    if model.moe is not None and model.moe.experts_per_token > model.moe.experts:
+        yield doc.problem("model-facts", ("moe", "experts_per_token"), "more experts per token than experts",
+                          "copy num_experts_per_tok and the expert count from config.json")
+    seen: set[str] = {model.huggingface_id}
+    for index, variant in enumerate(model.variants):
+        if variant.huggingface_id in seen:
+            yield doc.problem("model-facts", ("variants", index, "huggingface_id"),
+                              f"variant {variant.huggingface_id} repeats the model or another variant",
+                              "list each checkpoint once")
+        seen.add(variant.huggingface_id)
+
+
+# ------------------------------------------------------------------------- catalog checks
+def check_duplicate_recipes(ctx: Context) -> Iterator[Problem]:
+    first: dict[str, Any] = {}
+    for doc in ctx.recipe_docs:
+        if not doc.schema_ok:
+            continue
+        rid = doc.obj.recipe_id
+        if rid in first:
+            yield doc.problem("duplicate-recipe", ("recipe_id",), f"recipe_id {rid!r} is also defined in {first[rid].display}",
+                              "recipe ids are unique across all recipe directories; rename or remove one")
+        else:
+            first[rid] = doc
+
+
+def check_duplicate_models(ctx: Context) -> Iterator[Problem]:
+    """No two model files claim the same id, alias, slug or checkpoint (case-insensitive)."""
+    owner: dict[str, tuple[Any, str]] = {}
+    for doc in ctx.model_docs:
+        if not doc.schema_ok:
+            continue
+        model: Model = doc.obj
+        own = {n.lower() for n in model.names()}
+        for name in sorted(own):
+            if name in owner and owner[name][0] is not doc:
+                other_doc, other_id = owner[name]
+                key = "model_id" if name == model.model_id.lower() else "aliases"
+                yield doc.problem("duplicate-model", (key,),
+                                  f"{name!r} also names {other_id} ({other_doc.display})",
+                                  "every model id, alias, slug and variant must be unique across model files")
+            else:
+                owner.setdefault(name, (doc, model.model_id))
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("recipe-id", RECIPE_SCOPE, check_recipe_id, "recipe_id = file stem = {model}-{hardware}-{precision}"),
+    Check("model-exists", RECIPE_SCOPE, check_model_exists, "model_id is in the model catalog"),
+    Check("checkpoint", RECIPE_SCOPE, check_checkpoint, "huggingface_id is the model or a declared variant"),
+    Check("enabled-config", RECIPE_SCOPE, check_enabled, "at least one serving config is enabled"),
+    Check("tensor-parallel", RECIPE_SCOPE, check_tensor_parallel, "an N_gpu config's tensor-parallel size is N"),
+    Check("engine-args", RECIPE_SCOPE, check_engine_args, "args are canonical or real engine flags"),
+    Check("hardware", RECIPE_SCOPE, check_hardware_precision, "the hardware runs the precision"),
+    Check("dtype", RECIPE_SCOPE, check_dtype, "--dtype agrees with precision"),
+    Check("model-facts", MODEL_SCOPE, check_model_facts, "model facts are consistent"),
+    Check("duplicate-recipe", CATALOG_SCOPE, check_duplicate_recipes, "recipe ids are unique"),
+    Check("duplicate-model", CATALOG_SCOPE, check_duplicate_models, "model ids and aliases are unique"),
+)
+
+
+def all_checks() -> tuple[Check, ...]:
+    """The built-in checks plus every extension module's `CHECKS` (missing modules are skipped)."""
+    found = list(CHECKS)
+    for name in EXTENSION_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue  # that area has not shipped its checks (yet)
+            raise
+        found.extend(getattr(module, "CHECKS", ()))
+    return tuple(found)

@@ -1,0 +1,179 @@
+"""Reading catalog files: YAML -> JSON Schema -> the dataclasses of `catalog.types`.
+
+The loader is shared by the boot path (`Catalog.load`) and the validator. It turns every
+failure it meets (unreadable file, bad YAML, schema violation) into a `Problem` with file, line
+and key path instead of raising, so the validator can report everything at once and the boot
+path can raise one `AimError` listing it all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+from aim_engine.catalog import paths, schema_hints
+from aim_engine.catalog.problems import KeyPath, Problem, display_path
+from aim_engine.catalog.types import Attention, Model, Moe, Recipe, ServeConfig, Variant
+from aim_engine.catalog.yamlio import LineMap, YamlSyntaxError, line_map, parse, read_text
+
+RECIPE, MODEL = "recipe", "model"
+YAML_SUFFIXES = (".yaml", ".yml")
+SERVE_SECTIONS = {"vllm_serve": "vllm", "sglang_serve": "sglang"}
+
+
+def yaml_files(directory: Path) -> list[Path]:
+    """The catalog files of one directory: `*.yaml`/`*.yml` directly inside it, sorted.
+    Subdirectories (templates/, overrides/) are never catalog entries."""
+    return sorted(p for p in directory.iterdir() if p.suffix in YAML_SUFFIXES and p.is_file())
+
+
+@dataclass
+class Document:
+    """One catalog file as read: its data (when parseable), its problems so far, and the
+    typed object (`Recipe`/`Model`) when the data passed the schema."""
+
+    kind: str
+    path: Path
+    text: str | None = None
+    data: Any = None
+    problems: list[Problem] = field(default_factory=list)
+    obj: Any = None
+    _lines: LineMap | None = None
+
+    @property
+    def display(self) -> str:
+        return display_path(self.path)
+
+    @property
+    def schema_ok(self) -> bool:
+        return self.obj is not None
+
+    def line(self, path: KeyPath) -> int | None:
+        """Line of a key path; the YAML is composed for line info only when first asked."""
+        if self.text is None:
+            return None
+        if self._lines is None:
+            self._lines = line_map(self.text)
+        return self._lines.line(tuple(path))
+
+    def problem(self, check: str, path: KeyPath, message: str, hint: str) -> Problem:
+        return Problem(file=self.display, line=self.line(path), path=tuple(path), message=message,
+                       hint=hint, check=check)
+
+
+# ------------------------------------------------------------------------------------ schema
+@lru_cache(maxsize=None)
+def _validator(schema_path: Path) -> Any:
+    import json
+
+    import jsonschema  # lazily: heavy, and only needed when files are read
+
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def schema_path(kind: str) -> Path:
+    return paths.recipe_schema_path() if kind == RECIPE else paths.model_schema_path()
+
+
+def schema_problems(doc: Document) -> list[Problem]:
+    validator = _validator(schema_path(doc.kind))
+    problems: list[Problem] = []
+    for error in validator.iter_errors(doc.data):
+        for key_path, message, hint in schema_hints.explain(error, doc.kind):
+            problems.append(doc.problem("schema", key_path, message, hint))
+    return problems
+
+
+# ------------------------------------------------------------------------------- conversion
+def default_slug(model_id: str) -> str:
+    """The short name recipe ids use for a model: the lower-cased repository name."""
+    return model_id.rsplit("/", 1)[-1].lower()
+
+
+def to_model(data: dict[str, Any], source: Path | None = None) -> Model:
+    attention = Attention(**data["attention"])
+    moe = Moe(**data["moe"]) if data.get("moe") else None
+    variants = tuple(
+        Variant(
+            huggingface_id=v["huggingface_id"], precision=v["precision"], weights_bytes=v["weights_bytes"],
+            quantization=v.get("quantization"), kv_cache_dtype=v.get("kv_cache_dtype"),
+            gated=v.get("gated"), description=v.get("description"),
+        )
+        for v in data.get("variants", ())
+    )
+    return Model(
+        model_id=data["model_id"],
+        huggingface_id=data["huggingface_id"],
+        slug=data.get("slug") or default_slug(data["model_id"]),
+        architecture=data["architecture"],
+        parameters_total=data["parameters"]["total"],
+        parameters_active=data["parameters"]["active"],
+        layers=data["layers"],
+        hidden_size=data["hidden_size"],
+        attention=attention,
+        max_position_embeddings=data["max_position_embeddings"],
+        vocab_size=data["vocab_size"],
+        native_dtype=data["native_dtype"],
+        weights_bytes=data["weights_bytes"],
+        license=data["license"],
+        gated=data["gated"],
+        trust_remote_code=data["trust_remote_code"],
+        aliases=tuple(data.get("aliases", ())),
+        moe=moe,
+        intermediate_size=data.get("intermediate_size"),
+        multimodal=bool(data.get("multimodal", False)),
+        variants=variants,
+        description=data.get("description"),
+        source=source,
+    )
+
+
+def gpus_of(config_name: str) -> int:
+    """"8_gpu" -> 8 (the schema guarantees the shape)."""
+    return int(config_name.split("_", 1)[0])
+
+
+def to_recipe(data: dict[str, Any], source: Path | None = None) -> Recipe:
+    configs = []
+    for section, engine in SERVE_SECTIONS.items():
+        for name, config in (data.get(section) or {}).items():
+            configs.append(ServeConfig(
+                engine=engine, gpus=gpus_of(name), enabled=config["enabled"],
+                args=dict(config.get("args") or {}), env=dict(config.get("env") or {}),
+            ))
+    return Recipe(
+        recipe_id=data["recipe_id"], model_id=data["model_id"], huggingface_id=data["huggingface_id"],
+        hardware=data["hardware"], precision=data["precision"], configs=tuple(configs),
+        description=data.get("description"), generated=bool(data.get("generated", False)), source=source,
+    )
+
+
+# ----------------------------------------------------------------------------------- reading
+def read_document(kind: str, path: Path) -> Document:
+    """Read, parse, schema-check and convert one file; every failure becomes a problem."""
+    doc = Document(kind=kind, path=path)
+    try:
+        doc.text = read_text(path)
+        doc.data = parse(doc.text)
+    except YamlSyntaxError as exc:
+        doc.problems.append(Problem(file=doc.display, line=exc.line, message=f"invalid YAML: {exc.message}",
+                                    hint="fix the YAML syntax (indentation, quoting, ':' after keys)",
+                                    check="yaml"))
+        return doc
+    doc.problems.extend(schema_problems(doc))
+    if not doc.problems:
+        try:
+            doc.obj = (to_recipe if kind == RECIPE else to_model)(doc.data, path)
+        except (KeyError, TypeError, ValueError) as exc:  # schema.json and types.py disagree: a bug
+            doc.problems.append(doc.problem("internal-error", (), f"cannot convert the {kind}: {type(exc).__name__}: {exc}",
+                                            f"the {kind} schema and catalog/types.py disagree; please report this"))
+    return doc
+
+
+def read_documents(kind: str, files: Iterable[Path]) -> list[Document]:
+    return [read_document(kind, path) for path in files]
