@@ -3,9 +3,9 @@ catalog's contents (so the tests pin the rules, not today's YAML)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from aim_engine.catalog import Catalog
 from aim_engine.catalog.types import Attention, Model, Recipe, ServeConfig, Variant
 from aim_engine.hardware import gpus
 from aim_engine.hardware.types import Cpu, Device, Hardware
@@ -52,20 +52,9 @@ def recipe(m: Model, hw: str, precision: str = "bf16", gpus_list: Iterable[int] 
                   hardware=hw, precision=precision, configs=configs)
 
 
-@dataclass
-class TinyCatalog:
-    """The Catalog query surface select() uses (find_model, recipes_for, models, recipes)."""
-
-    models: tuple[Model, ...]
-    recipes: tuple[Recipe, ...] = field(default_factory=tuple)
-
-    def find_model(self, name: str) -> Model | None:
-        key = name.lower()
-        return next((m for m in self.models if key in (n.lower() for n in m.names())), None)
-
-    def recipes_for(self, m: Model) -> list[Recipe]:
-        ids = {m.model_id, m.huggingface_id, *(v.huggingface_id for v in m.variants)}
-        return [r for r in self.recipes if r.model_id in ids or r.huggingface_id in ids]
+def catalog_of(models: Iterable[Model], recipes: Iterable[Recipe] = ()) -> Catalog:
+    """The real Catalog over hand-built models and recipes (no YAML involved)."""
+    return Catalog(models=tuple(models), recipes=tuple(recipes))
 
 
 def settings(**values: Any):

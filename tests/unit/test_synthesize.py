@@ -14,7 +14,7 @@ from aim_engine.planner import memory, synthesize
 from aim_engine.planner.model_source import checkpoint_precision, estimate_parameters, model_from_config, resolve
 from aim_engine.planner.select import select
 from tests.support.tiny_repo import make_repo
-from tests.unit.selection_cases import CPU, TinyCatalog, hardware, model, settings
+from tests.unit.selection_cases import CPU, catalog_of, hardware, model, settings
 
 # Llama-3.1-8B-Instruct's config.json (the numbers that matter).
 LLAMA_8B = {"architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336,
@@ -81,7 +81,7 @@ def test_config_without_architecture_numbers_is_a_clear_error() -> None:
 
 # ---------------------------------------------------------------- AIM_MODEL_ID resolution
 
-EMPTY = TinyCatalog(())
+EMPTY = catalog_of(())
 
 
 def test_local_directory(tmp_path: Path) -> None:
