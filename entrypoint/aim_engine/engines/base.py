@@ -239,11 +239,10 @@ class ArgRenderer:
                 return None
         matches = self.flags.close_matches(flag)
         hint = f"did you mean {', '.join(matches)}?" if matches else f"see `{self._help_command()}`"
-        raise AimError(
-            f"{origin}: {flag!r} is not a {self.engine} {self.flags.version} flag "
-            f"(argparse would accept an unambiguous prefix of another flag, so it is rejected here)",
-            hint=hint,
-        )
+        prefix_of = [f for f in self.flags.flags if f.startswith(flag)]
+        why = (f" (the engine would silently read it as {prefix_of[0]}: argparse accepts unambiguous prefixes)"
+               if len(prefix_of) == 1 else "")
+        raise AimError(f"{origin}: {flag!r} is not a {self.engine} {self.flags.version} flag{why}", hint=hint)
 
     def _help_command(self) -> str:
         return "vllm serve --help=all" if self.engine == "vllm" else "python3 -m sglang.launch_server --help"
