@@ -1,0 +1,183 @@
+"""The network edge: resolve a revision, list files, fetch one file — with retries and clear errors.
+
+Everything here imports huggingface_hub lazily; nothing on the warm path calls into this module.
+
+What huggingface_hub already retries (2.x): the tree/pagination calls; per-file HEADs on
+408/429/5xx and connection errors (after a first quick try); GETs on 408/429 and, for dropped
+connections mid-body, a resume with `Range` (5 tries). What it does not: `model_info`, and GETs
+answered 5xx. So every call here runs in a bounded loop with exponential backoff that honours
+`Retry-After`, around whatever the library does.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+from aim_engine import redact
+from aim_engine.cache.select import RemoteFile
+from aim_engine.errors import AimError
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+RETRY_STATUS = (408, 429, 500, 502, 503, 504)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6          # tries per call, including the first
+    base: float = 1.0          # first backoff, doubled each time
+    max_wait: float = 30.0
+    max_retry_after: float = 120.0
+
+
+class HubError(AimError):
+    pass
+
+
+def endpoint_of(settings: Any) -> str:
+    return (settings.hf_endpoint or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def _token(settings: Any) -> str | bool:
+    # False, not None: huggingface_hub would otherwise look for a token of its own (env, token file).
+    return settings.hf_token or False
+
+
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: rate limits, server errors, network trouble, short reads."""
+    import httpx2
+    from huggingface_hub import errors as hf
+
+    if isinstance(exc, (hf.RepositoryNotFoundError, hf.RevisionNotFoundError, hf.RemoteEntryNotFoundError,
+                        hf.OfflineModeIsEnabled)):
+        return False
+    if isinstance(exc, hf.HfHubHTTPError):
+        return _status(exc) in RETRY_STATUS
+    if isinstance(exc, (httpx2.TransportError, hf.LocalEntryNotFoundError)):
+        # LocalEntryNotFoundError here means: the HEAD failed (network) and nothing is cached yet.
+        return True
+    if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
+        return True
+    return False
+
+
+def translate(exc: BaseException, settings: Any, repo_id: str, revision: str) -> AimError:
+    """A user-facing error for a failed hub call (the token is never part of it)."""
+    from huggingface_hub import errors as hf
+
+    endpoint = endpoint_of(settings)
+    secrets = [settings.hf_token] if settings.hf_token else []
+    detail = redact.mask_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, secrets)
+    if isinstance(exc, hf.GatedRepoError):
+        why = "HF_TOKEN is not set" if not settings.hf_token else "the account of HF_TOKEN has no access to it"
+        return HubError(f"{repo_id} is a gated model and {why} ({endpoint})",
+                        hint="accept the model's terms on its Hugging Face page, then set HF_TOKEN to a read token "
+                             "of that account")
+    if isinstance(exc, hf.RevisionNotFoundError):
+        return HubError(f"revision {revision!r} of {repo_id} does not exist on {endpoint}",
+                        hint="set AIM_MODEL_REVISION to a branch, tag or commit of the model (default: main)")
+    if isinstance(exc, hf.RepositoryNotFoundError):
+        private = " (or it is private and HF_TOKEN has no access)" if settings.hf_token else \
+            " (or it is private/gated and HF_TOKEN is not set)"
+        return HubError(f"model {repo_id!r} was not found on {endpoint}{private}",
+                        hint="check AIM_MODEL_ID: a Hugging Face id like org/name, a catalog alias, or a local "
+                             "directory")
+    if isinstance(exc, hf.RemoteEntryNotFoundError):
+        return HubError(f"a file of {repo_id}@{revision} disappeared from {endpoint} during the download: {detail}",
+                        hint="retry; if the revision is a branch that was just updated, pin AIM_MODEL_REVISION")
+    if isinstance(exc, hf.OfflineModeIsEnabled):
+        return HubError(f"cannot download {repo_id}: HF_HUB_OFFLINE is set in the agent's environment",
+                        hint="use AIM_OFFLINE=1 instead (the agent sets HF_HUB_OFFLINE for the engine), or unset "
+                             "HF_HUB_OFFLINE to allow the download")
+    status = _status(exc)
+    if status == 401:
+        return HubError(f"{endpoint} rejected HF_TOKEN (HTTP 401: invalid or expired token) for {repo_id}",
+                        hint="create a new read token on huggingface.co/settings/tokens and set HF_TOKEN")
+    if status == 403:
+        return HubError(f"{endpoint} refused access to {repo_id} (HTTP 403): {detail}",
+                        hint="check that HF_TOKEN's account may read this model")
+    if status is not None:
+        return HubError(f"{endpoint} answered HTTP {status} for {repo_id} after retries: {detail}",
+                        hint="the hub may be down or rate-limiting; retry later, or pre-warm the cache and set "
+                             "AIM_OFFLINE=1")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return HubError(f"the model cache ran out of disk space while downloading {repo_id}",
+                        hint="grow the volume behind AIM_CACHE_PATH")
+    return HubError(f"cannot download {repo_id} from {endpoint}: {type(exc).__name__}: {detail}",
+                    hint="check network access to the hub (HF_ENDPOINT, proxies), or pre-warm the cache with "
+                         "`aim-engine download` and set AIM_OFFLINE=1")
+
+
+def with_retries(call: Callable[[], T], policy: RetryPolicy, what: str, log: Any,
+                 sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run `call`, retrying transient failures with exponential backoff (honouring Retry-After)."""
+    wait = policy.base
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if attempt >= policy.attempts or not is_transient(exc):
+                raise
+            delay = retry_after(exc)
+            delay = min(delay, policy.max_retry_after) if delay is not None else wait
+            log.warning("transient hub error, retrying", what=what, attempt=attempt, of=policy.attempts,
+                        wait_s=round(delay, 2), error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            sleep(delay)
+            wait = min(wait * 2, policy.max_wait)
+    raise AssertionError("unreachable")
+
+
+def api(settings: Any) -> Any:
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=endpoint_of(settings), token=_token(settings), library_name="aim-engine")
+
+
+def resolve(settings: Any, repo_id: str, revision: str, policy: RetryPolicy, log: Any) -> tuple[str, list[RemoteFile]]:
+    """(commit sha, every file with size and hashes) in one `model_info(files_metadata=True)` call."""
+    hub = api(settings)
+    info = with_retries(lambda: hub.model_info(repo_id, revision=revision, files_metadata=True), policy,
+                        f"model_info {repo_id}@{revision}", log)
+    if not info.sha:
+        raise HubError(f"{endpoint_of(settings)} returned no commit for {repo_id}@{revision}")
+    files = [RemoteFile(s.rfilename, int(s.size or 0), s.blob_id, s.lfs.sha256 if s.lfs else None)
+             for s in (info.siblings or [])]
+    return info.sha, files
+
+
+def fetch(settings: Any, repo_id: str, commit: str, path: str, tqdm_class: type | None, policy: RetryPolicy,
+          log: Any, on_failed_attempt: Callable[[], None] | None = None) -> str:
+    """Download one file into the hub cache (huggingface_hub's blob + snapshot symlink layout).
+
+    `on_failed_attempt` runs after each failed try (the caller un-counts that try's bytes).
+    """
+    from huggingface_hub import hf_hub_download
+
+    def attempt() -> str:
+        try:
+            return hf_hub_download(repo_id, path, revision=commit, cache_dir=str(settings.hub_cache),
+                                   endpoint=endpoint_of(settings), token=_token(settings), tqdm_class=tqdm_class,
+                                   library_name="aim-engine")
+        except BaseException:
+            if on_failed_attempt is not None:
+                on_failed_attempt()
+            raise
+
+    return with_retries(attempt, policy, f"{repo_id}/{path}", log)
