@@ -82,9 +82,12 @@ def _memory(node_dir: Path, read: Reader) -> tuple[int | None, str | None]:
     seen = False
     for bank in _node_ids(banks_dir):
         path = banks_dir / str(bank) / "properties"
-        values = parse_properties(read(path), path)  # PermissionError propagates: not our GPU
+        try:
+            values = parse_properties(read(path), path)  # PermissionError propagates: not our GPU
+        except Malformed as exc:
+            return None, str(exc)
         if "size_in_bytes" not in values:
-            raise Malformed(f"{path}: no size_in_bytes (truncated?)")
+            return None, f"{path}: no size_in_bytes (truncated?)"
         seen = True
         if values.get("heap_type") in _FRAMEBUFFER_HEAPS:
             framebuffer += values["size_in_bytes"]
