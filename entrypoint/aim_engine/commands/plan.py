@@ -1,15 +1,105 @@
-"""`aim-engine plan` (not implemented yet)."""
+"""`aim-engine plan [--json]`: the dry run of boot.
+
+Detects the hardware, loads the catalog, selects the plan and renders the engine command
+exactly as `serve` would, then prints it all: hardware, chosen recipe and why, every rejected
+candidate and why, the argv and the environment variables the agent sets (secrets masked).
+Nothing is downloaded and nothing is started. The engine command is rendered as on a cold
+cache (the checkpoint named by id, HF_HUB_OFFLINE unset); `serve` points it at the warmed
+snapshot instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
+import sys
+from typing import Any, TextIO
 
-from aim_engine.errors import AimError
+GIB = 1024**3
+SHOWN_REJECTIONS = 25
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--json", action="store_true",
+                        help="machine-readable output: hardware, settings, plan, launch (secrets masked)")
+
+
+def build(settings: Any) -> dict[str, Any]:
+    """Everything `plan` shows, as one JSON-able dict (secrets masked)."""
+    from aim_engine.catalog import Catalog
+    from aim_engine.engines import render
+    from aim_engine.hardware import detect
+    from aim_engine.planner.select import select
+    from aim_engine.redact import mask
+
+    hardware = detect(settings)
+    catalog = Catalog.load(settings)
+    plan = select(settings, hardware, catalog)
+    launch = render(plan, settings, plan.checkpoint, cache_warm=False)
+    return {
+        "hardware": hardware.to_dict(),
+        "settings": settings.public_dict(),
+        "plan": mask(plan.to_dict()),
+        "launch": launch.public_dict(),
+        "catalog": {"models": len(catalog.models), "recipes": len(catalog.recipes)},
+    }
+
+
+def _hardware_line(hw: dict[str, Any]) -> str:
+    if not hw["devices"]:
+        cpu = hw["cpu"]
+        return f"no GPU — CPU target ({cpu['model']}, {cpu['cores']} cores, {cpu['memory_bytes'] / GIB:.1f} GiB)"
+    mem = min(d["memory_bytes"] for d in hw["devices"]) / GIB
+    return f"{hw['gpu_count']}× {hw['gpu_model']} ({hw['gfx']}, {mem:.0f} GiB per GPU) — source: {hw['source']}"
+
+
+def render_text(data: dict[str, Any], out: TextIO) -> None:
+    plan, launch = data["plan"], data["launch"]
+    flags = [f for f, on in (("synthesized", plan["synthesized"]),
+                             (f"fallback from {plan['fallback_hardware']}", plan["fallback_hardware"])) if on]
+    gpus = ("CPU" if plan["target"] == "cpu" else
+            f"TP {plan['tensor_parallel']} × DP {plan['data_parallel']} = {plan['gpus_used']} GPU(s)")
+    print(f"hardware:  {_hardware_line(data['hardware'])}", file=out)
+    print(f"model:     {plan['model_id']} -> loads {plan['checkpoint']}, served as {plan['served_model_name']!r}",
+          file=out)
+    print(f"recipe:    {plan['recipe_id']}" + (f" ({', '.join(flags)})" if flags else ""), file=out)
+    print(f"engine:    {plan['engine']}, {gpus}, {plan['precision']}, context {plan['context']}, "
+          f"batch {plan['batch']}", file=out)
+    print("why:", file=out)
+    for reason in plan["reasons"]:
+        print(f"  - {reason}", file=out)
+    rejected = plan["rejected"]
+    # The interesting rejections first (why a candidate could not run), then the ranked-lower ones.
+    rejected = sorted(rejected, key=lambda r: r["reason"].startswith("runnable"))
+    print(f"rejected ({len(rejected)}):", file=out)
+    for r in rejected[:SHOWN_REJECTIONS]:
+        where = f" [{r['engine']} {r['gpus']} GPU]" if r["engine"] else ""
+        print(f"  - {r['recipe_id']}{where}: {r['reason']}", file=out)
+    if len(rejected) > SHOWN_REJECTIONS:
+        print(f"  … {len(rejected) - SHOWN_REJECTIONS} more (--json lists all)", file=out)
+    print("command:", file=out)
+    print("  " + shlex.join(launch["argv"]), file=out)
+    print("environment (set or changed by the agent):", file=out)
+    for name, value in sorted(launch["env"].items()):
+        print(f"  {name}={value}", file=out)
+    for name in launch.get("env_removed", []):
+        print(f"  unset {name}", file=out)
+    if launch.get("overrides_applied"):
+        print(f"AIM_ENGINE_ARGS applied: {json.dumps(launch['overrides_applied'])}", file=out)
+    print(f"health:    {launch['health_url']}  models: {launch['models_url']}", file=out)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise AimError("`aim-engine plan` is not implemented yet")
+    from aim_engine.logs import configure_from
+    from aim_engine.settings import Settings
+
+    settings = Settings.from_env()
+    configure_from(settings)      # logs go to stderr; stdout carries only the result
+    data = build(settings)
+    if args.json:
+        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        render_text(data, sys.stdout)
+    return 0

@@ -414,9 +414,9 @@ def choose(source: ModelSource, settings: "Settings", hardware: "Hardware", reci
         more, more_rejected = evaluate(made, source.model, settings, hardware, variant_id)
         candidates += more
         rejected += more_rejected
-        why = ("not in the catalog" if not source.in_catalog
-               else f"the catalog has no recipe for {hardware.gpu_model} ({hardware.gfx})")
-        reasons.append(f"{source.model.model_id} is {why}: synthesized recipes from its config facts")
+        why = (f"{source.model.model_id} is not in the catalog" if not source.in_catalog
+               else f"the catalog has no {source.model.model_id} recipe for {hardware.gpu_model} ({hardware.gfx})")
+        reasons.append(f"{why}: synthesized recipes from the model's facts, sized by the memory planner")
 
     if pinned is not None:
         chosen = [c for c in candidates if c.recipe.recipe_id == pinned.recipe_id]

@@ -169,7 +169,7 @@ def cpu_recipe(model: Model, cpu: "Cpu", checkpoint: str, requested_precision: s
         kv_bytes = memory.kv_cache_bytes(model, context, CPU_BATCH, 4 if precision == "fp32" else 2)
         kv_gib = max(1, math.ceil(kv_bytes / memory.GIB))
         need = _cpu_weights(model, precision) + kv_gib * memory.GIB
-        if need <= budget:
+        if need <= budget or cpu.memory_bytes <= 0:   # 0: RAM unknown (no /proc/meminfo), do not guess
             break
     else:
         raise AimError(f"{model.model_id} needs {need / memory.GIB:.1f} GiB of RAM at {precision} on the CPU "

@@ -1,0 +1,160 @@
+"""`aim-engine recipes list [--model M] [--all] [--json]`: what the catalog can run here.
+
+One row per recipe config (engine x GPU count), classified against the detected hardware with
+the same rules as selection (`select.hardware_match`, the memory planner, TP legality):
+
+- `runnable`: compatible hardware, enough visible GPUs, legal TP, fits at its context;
+- `needs less context`: everything but memory is fine, and a shorter context fits (shown);
+- `incompatible`: with the reason (other GPU family, too few GPUs, illegal TP, precision the
+  GPU lacks, does not fit even a short context, disabled).
+
+GiB per GPU is the planner's need (weights + KV + overhead) for the config's context and batch,
+on the detected device memory (for another GPU's recipe shown with --all: on that GPU's memory).
+Without --all only recipes whose hardware matches (exactly, generically or as a same-family
+fallback) are listed. Settings overrides other than the hardware ones are not applied: this
+lists the catalog, `aim-engine plan` shows the choice.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, TextIO
+
+RUNNABLE = "runnable"
+LESS_CONTEXT = "needs less context"
+INCOMPATIBLE = "incompatible"
+
+
+@dataclass(frozen=True)
+class Row:
+    recipe_id: str
+    model_id: str
+    hardware: str
+    precision: str
+    engine: str
+    gpus: int
+    status: str
+    context: int
+    fits_context: int | None         # the longest context that fits (None: not computed)
+    gib_per_gpu: float | None
+    usable_gib: float | None
+    reason: str
+
+
+def classify(recipes: Iterable[Any], catalog: Any, hardware: Any, include_all: bool = False) -> list[Row]:
+    """Pure: every config of `recipes` as a Row for `hardware`."""
+    from aim_engine.hardware import gpus
+    from aim_engine.planner import memory
+    from aim_engine.planner.select import effective_sizes, hardware_match
+
+    gfx_precisions = gpus.gfx_precisions(hardware.gfx or "")
+    rows: list[Row] = []
+    models: dict[str, Any] = {}
+    for recipe in recipes:
+        model = models.get(recipe.model_id) or catalog.find_model(recipe.model_id)
+        models[recipe.model_id] = model
+        if hardware.is_cpu:
+            tier, why = (None, "no GPU visible: the CPU plan is synthesized (`aim-engine plan`)")
+        else:
+            tier, why = hardware_match(recipe.hardware, hardware)
+        if tier is None and not include_all:
+            continue
+        spec = gpus.find(recipe.hardware)
+        memory_bytes = hardware.memory_per_gpu_bytes if tier else (spec.memory_bytes if spec else 0)
+        for config in recipe.configs:
+            context, batch, utilization, kv = effective_sizes(model, config, {}) if model else (0, 0, 0.9, None)
+            base = dict(recipe_id=recipe.recipe_id, model_id=recipe.model_id, hardware=recipe.hardware,
+                        precision=recipe.precision, engine=config.engine, gpus=config.gpus, context=context)
+            fit = None
+            if model is not None and memory_bytes:
+                try:
+                    fit = memory.check_fit(model, recipe.precision, memory_bytes, config.gpus, context, batch, kv,
+                                           utilization)
+                except ValueError:
+                    fit = None
+            sizes = dict(gib_per_gpu=round(fit.used_gib, 1) if fit else None,
+                         usable_gib=fit.available_gib if fit else None)
+            problem = None
+            if model is None:
+                problem = f"model {recipe.model_id} is not in the catalog"
+            elif tier is None:
+                problem = why
+            elif not config.enabled:
+                problem = "disabled in the recipe"
+            elif recipe.precision != "mixed" and recipe.precision not in gfx_precisions:
+                problem = f"{hardware.gfx} cannot run {recipe.precision}"
+            elif config.gpus > hardware.gpu_count:
+                problem = f"needs {config.gpus} GPUs, {hardware.gpu_count} visible"
+            else:
+                problem = memory.tp_legal(model, config.gpus)
+            if problem:
+                rows.append(Row(**base, status=INCOMPATIBLE, fits_context=None, reason=problem, **sizes))
+                continue
+            if fit is not None and fit.fits:
+                note = "" if tier == "exact" else why
+                rows.append(Row(**base, status=RUNNABLE, fits_context=context, reason=note, **sizes))
+                continue
+            longest = memory.max_context(model, recipe.precision, memory_bytes, config.gpus, batch, kv, utilization)
+            if longest >= 1:
+                rows.append(Row(**base, status=LESS_CONTEXT, fits_context=longest,
+                                reason=f"{batch} x {longest} tokens fit (asks for {context})", **sizes))
+            else:
+                rows.append(Row(**base, status=INCOMPATIBLE, fits_context=0,
+                                reason="does not fit even one short sequence", **sizes))
+    return rows
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def render_text(rows: list[Row], header: str, out: TextIO) -> None:
+    print(header, file=out)
+    if not rows:
+        print("  (no recipes match; --all lists recipes for other hardware too)", file=out)
+        return
+    table = [["recipe", "engine", "GPUs", "precision", "status", "GiB/GPU", "context", "note"]]
+    for r in rows:
+        gib = f"{r.gib_per_gpu:.1f}/{r.usable_gib:.0f}" if r.gib_per_gpu is not None else "-"
+        ctx = str(r.context) if r.status != LESS_CONTEXT else f"{r.context} -> {r.fits_context}"
+        table.append([r.recipe_id, r.engine, str(r.gpus), r.precision, r.status, gib, ctx, r.reason])
+    for line in _table(table):
+        print("  " + line, file=out)
+    counts = {s: sum(1 for r in rows if r.status == s) for s in (RUNNABLE, LESS_CONTEXT, INCOMPATIBLE)}
+    print("  " + ", ".join(f"{n} {s}" for s, n in counts.items()), file=out)
+
+
+def main(args: Any) -> int:
+    from aim_engine.catalog import Catalog
+    from aim_engine.errors import AimError
+    from aim_engine.hardware import detect
+    from aim_engine.logs import configure_from
+    from aim_engine.settings import Settings
+
+    settings = Settings.from_env()
+    configure_from(settings)
+    hardware = detect(settings)
+    catalog = Catalog.load(settings)
+    recipes: list[Any] = list(catalog.recipes)
+    if getattr(args, "model", None):
+        model = catalog.find_model(args.model)
+        if model is None:
+            names = sorted(m.slug for m in catalog.models)
+            raise AimError(f"--model {args.model!r} is not a catalog model",
+                           hint="catalog models: " + ", ".join(names))
+        recipes = catalog.recipes_for(model)
+    rows = classify(recipes, catalog, hardware, include_all=bool(getattr(args, "all", False)))
+    if hardware.is_cpu:
+        where = f"no GPU (CPU: {hardware.cpu.model})"
+    else:
+        where = (f"{hardware.gpu_count}x {hardware.gpu_model} ({hardware.gfx}, "
+                 f"{hardware.memory_per_gpu_bytes / 1024**3:.0f} GiB per GPU)")
+    if getattr(args, "json", False):
+        json.dump({"hardware": hardware.to_dict(), "recipes": [asdict(r) for r in rows]}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        render_text(rows, f"recipes on {where}:", sys.stdout)
+    return 0
