@@ -180,10 +180,18 @@ def check_checkpoint(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Problem
 
 
 def check_enabled(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Problem]:
+    if doc.obj is None and _raw_enabled(doc.data):
+        return  # salvaged: the enabled config is in a part the schema rejected (already reported)
     if not recipe.enabled_configs():
         section = "vllm_serve" if "vllm_serve" in doc.data else "sglang_serve"
         yield doc.problem("enabled-config", (section,), "no serving config is enabled",
                           "set `enabled: true` on at least one N_gpu config")
+
+
+def _raw_enabled(data: Any) -> bool:
+    sections = (data.get(s) for s in SECTION.values()) if isinstance(data, dict) else ()
+    return any(isinstance(c, dict) and c.get("enabled") is True
+               for sec in sections if isinstance(sec, dict) for c in sec.values())
 
 
 def check_tensor_parallel(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Problem]:
@@ -230,6 +238,14 @@ def check_engine_args(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Proble
                 if native.get("switch") and not _switch_value_ok(value):
                     yield doc.problem("engine-args", where, f"{arg} is a switch; {value!r} is not true/false",
                                       f'write {arg}: "true" (or remove it)')
+                # Values pass through to the engine's flag; check its choices (--dtype has
+                # canonical aliases and is the dtype check's business).
+                info = flags.flag_info(engine, native_flag) if native_flag and arg != "--dtype" else None
+                if info and info.choices and value is not None and not isinstance(value, bool) \
+                        and str(value) not in info.choices:
+                    yield doc.problem("engine-args", where,
+                                      f"{arg} {value!r} is not accepted by {ENGINE_NAME[engine]} ({native_flag})",
+                                      f"use one of: {', '.join(info.choices)}")
                 continue
             info = flags.flag_info(engine, arg)
             if info is None:

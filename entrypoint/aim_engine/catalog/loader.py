@@ -8,6 +8,7 @@ path can raise one `AimError` listing it all.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -39,7 +40,8 @@ class Document:
     text: str | None = None
     data: Any = None
     problems: list[Problem] = field(default_factory=list)
-    obj: Any = None
+    obj: Any = None                 # the typed Recipe/Model, only when the schema passed
+    salvaged: Any = None            # a best-effort Recipe from a document that failed the schema
     _lines: LineMap | None = None
 
     @property
@@ -49,6 +51,11 @@ class Document:
     @property
     def schema_ok(self) -> bool:
         return self.obj is not None
+
+    @property
+    def checkable(self) -> Any:
+        """What the meaning checks run on: the typed object, else the salvaged one (or None)."""
+        return self.obj if self.obj is not None else self.salvaged
 
     def line(self, path: KeyPath) -> int | None:
         """Line of a key path; the YAML is composed for line info only when first asked."""
@@ -153,6 +160,37 @@ def to_recipe(data: dict[str, Any], source: Path | None = None) -> Recipe:
     )
 
 
+_CONFIG_NAME = re.compile(r"^[1-9][0-9]*_gpu$")
+_ARG_NAME = re.compile(r"^--[a-z0-9][a-z0-9-]*$")
+_PRECISIONS = ("fp16", "bf16", "fp8", "int8", "int4", "mixed")
+
+
+def salvage_recipe(data: Any, source: Path | None = None) -> Recipe | None:
+    """A best-effort `Recipe` from a document that failed the schema, so the validator can
+    still report the meaning problems of its sound parts (every problem, not just the first
+    kind). Parts too broken to read are left out; their schema problems are already reported.
+    None when even the identity fields are unusable."""
+    if not isinstance(data, dict):
+        return None
+    head = {k: data.get(k) for k in ("recipe_id", "model_id", "huggingface_id", "hardware", "precision")}
+    if not all(isinstance(v, str) and v for v in head.values()) or head["precision"] not in _PRECISIONS:
+        return None
+    configs = []
+    for section, engine in SERVE_SECTIONS.items():
+        entries = data.get(section)
+        if not isinstance(entries, dict):
+            continue
+        for name, config in entries.items():
+            if not (_CONFIG_NAME.match(name) and isinstance(config, dict) and isinstance(config.get("enabled"), bool)):
+                continue
+            args = config.get("args") if isinstance(config.get("args"), dict) else {}
+            env = config.get("env") if isinstance(config.get("env"), dict) else {}
+            configs.append(ServeConfig(engine=engine, gpus=gpus_of(name), enabled=config["enabled"],
+                                       args={k: v for k, v in args.items() if isinstance(k, str) and _ARG_NAME.match(k)},
+                                       env={k: str(v) for k, v in env.items()}))
+    return Recipe(**head, configs=tuple(configs), source=source)
+
+
 # ----------------------------------------------------------------------------------- reading
 def read_document(kind: str, path: Path) -> Document:
     """Read, parse, schema-check and convert one file; every failure becomes a problem."""
@@ -166,7 +204,10 @@ def read_document(kind: str, path: Path) -> Document:
                                     check="yaml"))
         return doc
     doc.problems.extend(schema_problems(doc))
-    if not doc.problems:
+    if doc.problems:
+        if kind == RECIPE:
+            doc.salvaged = salvage_recipe(doc.data, path)
+    else:
         try:
             doc.obj = (to_recipe if kind == RECIPE else to_model)(doc.data, path)
         except (KeyError, TypeError, ValueError) as exc:  # schema.json and types.py disagree: a bug

@@ -99,8 +99,8 @@ def validate(inputs: Inputs | None = None) -> Report:
     for check in checks_module.all_checks():
         if check.scope == checks_module.RECIPE_SCOPE:
             for doc in recipe_docs:
-                if doc.schema_ok:
-                    report.problems.extend(_run_check(check, (doc, doc.obj, ctx), doc.display))
+                if doc.checkable is not None:
+                    report.problems.extend(_run_check(check, (doc, doc.checkable, ctx), doc.display))
         elif check.scope == checks_module.MODEL_SCOPE:
             for doc in model_docs:
                 if doc.schema_ok:

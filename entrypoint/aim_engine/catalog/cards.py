@@ -1,0 +1,572 @@
+"""Model cards: a checkpoint's `config.json` and safetensors index, mapped onto a model file.
+
+`aim-engine models fetch-cards` keeps the facts in `models/*.yaml` equal to what the Hugging Face
+hub publishes. The work splits into a pure core and a thin edge:
+
+- pure: `facts_from_config` (per-architecture mapping table `CONFIG_MAPS`, because Llama 4 and
+  Gemma 3 nest the language model under `text_config`, DeepSeek names its experts differently,
+  Qwen ignores `sliding_window` unless `use_sliding_window`, ...), `card_facts`, `diff`, and
+  `apply_changes`, which rewrites only the changed scalar values in the YAML text so comments and
+  layout survive;
+- edge: `fetch_card` (the real `huggingface_hub` client with an explicit `endpoint=`, because the
+  library reads `HF_ENDPOINT` only once at import; retries with backoff on 429/5xx honouring
+  `Retry-After`; gated and missing repos become an `AimError` naming the model, never the token),
+  and `write_atomic` (temp file + rename: a model file is never half-written).
+
+Only facts the checkpoint itself states are touched. License, gating, aliases, descriptions,
+`trust_remote_code` and MoE active-parameter counts stay as written by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from aim_engine.errors import AimError
+
+INDEX_FILE = "model.safetensors.index.json"
+SINGLE_FILE = "model.safetensors"
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "half": "fp16", "float": "fp32"}
+QUANT_DTYPES = {"fp8": "fp8", "mxfp4": "mxfp4"}   # quant_method of a *native* checkpoint -> native_dtype
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+
+# Facts the schema allows to be null; any other fact the config does not state is left alone.
+NULLABLE = {("attention", "sliding_window"), ("attention", "q_lora_rank")}
+
+Path_ = tuple  # a key path inside a model document, e.g. ("attention", "heads") or ("variants", 0, "weights_bytes")
+
+
+# ----------------------------------------------------------------------------------- mapping table
+
+
+@dataclass(frozen=True)
+class ConfigMap:
+    """How one `model_type`'s config.json spells the facts we keep.
+
+    `sliding` names the rule that decides which layers use a local attention window:
+    none (full attention), window (every layer when `sliding_window` is set: Mistral, Phi-3),
+    qwen (only with `use_sliding_window: true`, from layer `max_window_layers` on),
+    layer_types (count `sliding_attention` entries: gpt-oss), pattern (every
+    `sliding_window_pattern`-th layer is global: Gemma 3), chunked (Llama 4: RoPE layers attend
+    within `attention_chunk_size`; every `no_rope_layer_interval`-th layer is global).
+    """
+
+    nested: str | None = None              # sub-config holding the language model
+    experts: str | None = None             # key of the routed-expert count
+    shared_experts: str | int | None = None   # key of the shared-expert count, or a constant
+    sliding: str = "none"
+    mla: bool = False
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # config class defaults for absent keys
+
+
+CONFIG_MAPS: dict[str, ConfigMap] = {
+    "llama": ConfigMap(),
+    "mistral": ConfigMap(sliding="window"),
+    "mixtral": ConfigMap(experts="num_local_experts", shared_experts=0, sliding="window"),
+    "qwen2": ConfigMap(sliding="qwen"),
+    "qwen3": ConfigMap(sliding="qwen"),
+    "qwen3_moe": ConfigMap(experts="num_experts", shared_experts=0, sliding="qwen"),
+    "deepseek_v3": ConfigMap(experts="n_routed_experts", shared_experts="n_shared_experts", mla=True),
+    "gpt_oss": ConfigMap(experts="num_local_experts", shared_experts=0, sliding="layer_types"),
+    "phi3": ConfigMap(sliding="window"),
+    # Gemma3TextConfig defaults: the 27B config.json leaves these out of text_config.
+    "gemma3": ConfigMap(nested="text_config", sliding="pattern",
+                        defaults={"vocab_size": 262208, "max_position_embeddings": 131072,
+                                  "sliding_window_pattern": 6}),
+    "gemma3_text": ConfigMap(sliding="pattern",
+                             defaults={"vocab_size": 262208, "max_position_embeddings": 131072,
+                                       "sliding_window_pattern": 6}),
+    # Llama 4 always has one shared expert next to the routed ones (no config key for it).
+    "llama4": ConfigMap(nested="text_config", experts="num_local_experts", shared_experts=1, sliding="chunked",
+                        defaults={"no_rope_layer_interval": 4}),
+}
+
+
+def _dtype(config: Mapping[str, Any], text: Mapping[str, Any]) -> str | None:
+    quant = config.get("quantization_config") or {}
+    if isinstance(quant, Mapping) and quant.get("quant_method") in QUANT_DTYPES:
+        return QUANT_DTYPES[quant["quant_method"]]
+    raw = config.get("torch_dtype") or config.get("dtype") or text.get("torch_dtype") or text.get("dtype")
+    return DTYPES.get(str(raw)) if raw else None
+
+
+def _sliding(rule: str, text: Mapping[str, Any], layers: int) -> tuple[int | None, int | None]:
+    """(window, layers using it); layers None = every layer."""
+    window = text.get("sliding_window")
+    layer_types = text.get("layer_types")
+    if rule == "none":
+        return None, None
+    if isinstance(layer_types, list) and layer_types:
+        count = sum(1 for t in layer_types if t in ("sliding_attention", "chunked_attention"))
+        return (window, count) if window and count else (None, None)
+    if rule == "window":
+        return (window, None) if window else (None, None)
+    if rule == "qwen":
+        if not text.get("use_sliding_window") or not window:
+            return None, None
+        first = text.get("max_window_layers", 0) or 0
+        return window, max(layers - first, 0)
+    if rule == "pattern":
+        pattern = text.get("sliding_window_pattern") or text.get("_sliding_window_pattern")
+        if not window or not pattern:
+            return (window, None) if window else (None, None)
+        return window, layers - layers // int(pattern)
+    if rule == "chunked":
+        chunk = text.get("attention_chunk_size")
+        if not chunk:
+            return None, None
+        no_rope = text.get("no_rope_layers")
+        if isinstance(no_rope, list) and len(no_rope) == layers:
+            return chunk, sum(1 for flag in no_rope if flag)   # 1 = uses RoPE = chunked
+        return chunk, layers - layers // int(text["no_rope_layer_interval"])
+    raise ValueError(f"unknown sliding rule {rule!r}")
+
+
+def facts_from_config(config: Mapping[str, Any]) -> dict[Path_, Any]:
+    """The model-file facts config.json states, keyed by path (`None` = the fact is absent)."""
+    model_type = str(config.get("model_type", ""))
+    spec = CONFIG_MAPS.get(model_type)
+    if spec is None:
+        raise AimError(f"config.json has model_type {model_type!r}, which fetch-cards cannot map",
+                       f"known model types: {', '.join(sorted(CONFIG_MAPS))} (add a row to CONFIG_MAPS)")
+    text: dict[str, Any] = dict(spec.defaults)
+    text.update((config.get(spec.nested) or {}) if spec.nested else config)
+    missing = [k for k in ("num_hidden_layers", "hidden_size", "num_attention_heads") if k not in text]
+    if missing:
+        raise AimError(f"config.json of model_type {model_type!r} lacks {', '.join(missing)}")
+    layers = int(text["num_hidden_layers"])
+    heads = int(text["num_attention_heads"])
+    kv_heads = int(text.get("num_key_value_heads") or heads)
+    facts: dict[Path_, Any] = {
+        ("architecture",): (config.get("architectures") or [None])[0],
+        ("layers",): layers,
+        ("hidden_size",): int(text["hidden_size"]),
+        ("intermediate_size",): text.get("intermediate_size"),
+        ("max_position_embeddings",): text.get("max_position_embeddings"),
+        ("vocab_size",): text.get("vocab_size"),
+        ("native_dtype",): _dtype(config, text),
+        ("attention", "heads"): heads,
+        ("attention", "kv_heads"): kv_heads,
+    }
+    if spec.mla:
+        nope, rope = int(text["qk_nope_head_dim"]), int(text["qk_rope_head_dim"])
+        facts.update({
+            ("attention", "kind"): "mla",
+            ("attention", "head_dim"): nope + rope,
+            ("attention", "kv_lora_rank"): text.get("kv_lora_rank"),
+            ("attention", "qk_rope_head_dim"): rope,
+            ("attention", "qk_nope_head_dim"): nope,
+            ("attention", "v_head_dim"): text.get("v_head_dim"),
+            ("attention", "q_lora_rank"): text.get("q_lora_rank"),
+        })
+    else:
+        kind = "mha" if kv_heads == heads else "mqa" if kv_heads == 1 else "gqa"
+        facts[("attention", "kind")] = kind
+        facts[("attention", "head_dim")] = int(text.get("head_dim") or int(text["hidden_size"]) // heads)
+    window, window_layers = _sliding(spec.sliding, text, layers)
+    facts[("attention", "sliding_window")] = window
+    facts[("attention", "sliding_window_layers")] = window_layers or 0   # 0 = every layer (or no window)
+    if spec.experts:
+        facts[("moe", "experts")] = text.get(spec.experts)
+        facts[("moe", "experts_per_token")] = text.get("num_experts_per_tok") or text.get("experts_per_token")
+        shared = spec.shared_experts
+        facts[("moe", "shared_experts")] = text.get(shared, 0) if isinstance(shared, str) else shared
+    return {path: value for path, value in facts.items() if value is not None or path in NULLABLE}
+
+
+def card_facts(config: Mapping[str, Any], weights_bytes: int | None) -> dict[Path_, Any]:
+    """All facts of one checkpoint: config facts plus the weights' byte total.
+
+    For an unquantized checkpoint stored in one 16/32-bit dtype, the parameter count is exactly
+    total_size / bytes-per-value, so it is checked too (and `active` with it for dense models).
+    """
+    facts = facts_from_config(config)
+    if weights_bytes is not None:
+        facts[("weights_bytes",)] = weights_bytes
+        width = DTYPE_BYTES.get(facts[("native_dtype",)] or "")
+        if width and not config.get("quantization_config") and weights_bytes % width == 0:
+            facts[("parameters", "total")] = weights_bytes // width
+            if ("moe", "experts") not in facts:
+                facts[("parameters", "active")] = weights_bytes // width
+    return facts
+
+
+# -------------------------------------------------------------------------------------------- diff
+
+
+@dataclass(frozen=True)
+class Change:
+    path: Path_
+    old: Any
+    new: Any
+    present: bool          # the key is written in the file (else it is added)
+
+    def describe(self) -> str:
+        where = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in self.path).replace(".[", "[")
+        old = "(absent)" if not self.present else json.dumps(self.old)
+        return f"{where}: {old} -> {json.dumps(self.new)}"
+
+
+_ABSENT = object()
+
+
+def _get(doc: Any, path: Path_) -> Any:
+    for part in path:
+        if isinstance(part, int):
+            if not isinstance(doc, list) or part >= len(doc):
+                return _ABSENT
+            doc = doc[part]
+        else:
+            if not isinstance(doc, Mapping) or part not in doc:
+                return _ABSENT
+            doc = doc[part]
+    return doc
+
+
+def _same(path: Path_, old: Any, new: Any) -> bool:
+    if old is _ABSENT:
+        # Absent and null/zero mean the same for optional facts (no window; window on every layer).
+        return new is None or (path[-1] in ("sliding_window_layers", "shared_experts") and new == 0)
+    return old == new and isinstance(old, bool) == isinstance(new, bool)
+
+
+def diff(doc: Mapping[str, Any], facts: Mapping[Path_, Any]) -> list[Change]:
+    """Facts that differ from the document, in the document's key order where possible."""
+    changes: list[Change] = []
+    for path, new in facts.items():
+        if path[0] == "moe" and _get(doc, ("moe",)) is _ABSENT and not facts.get(("moe", "experts")):
+            continue
+        old = _get(doc, path)
+        if not _same(path, old, new):
+            changes.append(Change(path, None if old is _ABSENT else old, new, old is not _ABSENT))
+    return changes
+
+
+# --------------------------------------------------------------------------- text-preserving update
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(str(value)) if any(c in str(value) for c in ":#{}[],&*!|>'\"%@`") else str(value)
+
+
+def _child(node: Any, part: Any) -> Any:
+    import yaml
+
+    if isinstance(part, int):
+        return node.value[part] if isinstance(node, yaml.SequenceNode) and part < len(node.value) else None
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if getattr(key, "value", None) == part:
+                return value
+    return None
+
+
+def _last_end(node: Any) -> int:
+    """Character index just after the last scalar written inside `node`."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode) and node.value:
+        return _last_end(node.value[-1][1])
+    if isinstance(node, yaml.SequenceNode) and node.value and node.flow_style is not True:
+        return _last_end(node.value[-1])
+    return node.end_mark.index
+
+
+def apply_changes(text: str, changes: Sequence[Change]) -> str:
+    """Rewrite only the changed values in `text`; keep every other byte (comments included).
+
+    A present key has its scalar replaced in place (a trailing `# derived: ...` comment is dropped,
+    since the value is now the published one). An absent key is added as a new line at the end of
+    its parent mapping, indented like its siblings; an absent parent mapping is appended at the end.
+    """
+    import yaml
+
+    root = yaml.compose(text)
+    edits: list[tuple[int, int, str]] = []   # (start, end, replacement) on the original text
+    appended: dict[str, list[str]] = {}
+    for change in changes:
+        node = root
+        for part in change.path:
+            node = _child(node, part) if node is not None else None
+        if node is not None and isinstance(node, yaml.ScalarNode):
+            start, end = node.start_mark.index, node.end_mark.index
+            line_end = text.find("\n", end)
+            line_end = len(text) if line_end < 0 else line_end
+            rest = text[end:line_end]
+            if "# derived" in rest:
+                end = line_end
+            edits.append((start, end, _scalar(change.new)))
+            continue
+        parent = root
+        for part in change.path[:-1]:
+            parent = _child(parent, part) if parent is not None else None
+        key = change.path[-1]
+        if isinstance(parent, yaml.MappingNode) and parent.value:
+            indent = parent.value[0][0].start_mark.column
+            at = text.find("\n", _last_end(parent))
+            at = len(text) if at < 0 else at + 1
+            edits.append((at, at, " " * indent + f"{key}: {_scalar(change.new)}\n"))
+        elif len(change.path) == 2 and isinstance(change.path[0], str):
+            appended.setdefault(change.path[0], []).append(f"  {key}: {_scalar(change.new)}")
+        else:
+            raise ValueError(f"cannot place {change.describe()} in the document")
+    out = text
+    for start, end, new in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
+        out = out[:start] + new + out[end:]
+    for block, lines in appended.items():
+        out = out.rstrip("\n") + f"\n{block}:\n" + "\n".join(lines) + "\n"
+    return out
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` via a temp file in the same directory and a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ------------------------------------------------------------------------------------- fetch (edge)
+
+
+@dataclass(frozen=True)
+class Card:
+    repo_id: str
+    config: dict[str, Any] | None       # None when only the weights were asked for
+    weights_bytes: int | None           # metadata.total_size (or tensor bytes of a single file)
+    source: str                         # which file the byte total came from
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before attempt `attempt + 1` (attempt counts from 1)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay)
+        return min(self.base_delay * 2 ** (attempt - 1), self.max_delay)
+
+
+def _status_and_retry_after(exc: BaseException) -> tuple[int | None, float | None]:
+    """HTTP status and Retry-After seconds behind a huggingface_hub error (or its cause)."""
+    seen = 0
+    while exc is not None and seen < 5:
+        response = getattr(exc, "response", None)
+        if response is not None and getattr(response, "status_code", None):
+            value = response.headers.get("Retry-After")
+            try:
+                retry_after = float(value) if value is not None else None
+            except ValueError:
+                retry_after = None
+            return int(response.status_code), retry_after
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        seen += 1
+    return None, None
+
+
+def _retryable(exc: BaseException) -> tuple[bool, float | None]:
+    from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, RepositoryNotFoundError, \
+        RevisionNotFoundError
+
+    if isinstance(exc, (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError)):
+        return False, None
+    status, retry_after = _status_and_retry_after(exc)
+    if status is not None:
+        return status in RETRY_STATUSES, retry_after
+    # No HTTP answer at all (connection refused, timeout): worth another try.
+    return isinstance(exc, OSError), None
+
+
+def with_retries(call: Callable[[], Any], policy: RetryPolicy = RetryPolicy(),
+                 sleep: Callable[[float], None] = time.sleep,
+                 on_retry: Callable[[int, float, BaseException], None] | None = None) -> Any:
+    """Run `call`, retrying 429/5xx and connection failures with backoff (Retry-After wins)."""
+    attempt = 1
+    while True:
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 - classified below, re-raised when final
+            retry, retry_after = _retryable(exc)
+            if not retry or attempt >= policy.attempts:
+                raise
+            wait = policy.delay(attempt, retry_after)
+            if on_retry is not None:
+                on_retry(attempt, wait, exc)
+            sleep(wait)
+            attempt += 1
+
+
+def _friendly(exc: BaseException, repo_id: str, endpoint: str) -> AimError:
+    """A user-facing error for a failed fetch (names the model, never the token)."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    status, _ = _status_and_retry_after(exc)
+    if isinstance(exc, GatedRepoError) or status == 403:
+        return AimError(f"{repo_id} is a gated model and this token has no access to it ({endpoint})",
+                        f"accept the model's terms on its hub page and set HF_TOKEN to a token of that account")
+    if isinstance(exc, RepositoryNotFoundError) or status == 401:
+        return AimError(f"{repo_id} was not found or needs authentication on {endpoint} (HTTP {status or 401})",
+                        "check the model id; for a gated or private model set HF_TOKEN")
+    if isinstance(exc, RevisionNotFoundError):
+        return AimError(f"{repo_id} has no such revision on {endpoint}")
+    if status == 404:
+        return AimError(f"{repo_id} has no config.json on {endpoint} (HTTP 404)",
+                        "is it a model repository with transformers weights?")
+    if status in RETRY_STATUSES:
+        return AimError(f"{repo_id}: {endpoint} kept answering HTTP {status} after retries",
+                        "try again later (rate limit or hub outage)")
+    return AimError(f"{repo_id}: could not read its model card from {endpoint}: {type(exc).__name__}",
+                    "check HF_ENDPOINT and the network (fetch-cards needs the hub)")
+
+
+def _endpoint(settings: Any) -> str:
+    return (settings.hf_endpoint or "https://huggingface.co").rstrip("/")
+
+
+def fetch_card(repo_id: str, settings: Any, revision: str = "main", *, with_config: bool = True,
+               policy: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] = time.sleep) -> Card:
+    """Read config.json and the safetensors byte total of `repo_id` from the hub.
+
+    A repo without an index (a single `model.safetensors`) is measured from that file's header
+    (a ranged read, not a download).
+    """
+    if getattr(settings, "offline", False):
+        raise AimError("fetch-cards needs the Hugging Face hub but AIM_OFFLINE is set", "unset AIM_OFFLINE")
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    endpoint = _endpoint(settings)
+    token: str | bool = settings.hf_token or False   # False: never fall back to a token stored on disk
+
+    with tempfile.TemporaryDirectory(prefix="aim-cards-") as cache:
+        def read_json(filename: str) -> dict[str, Any]:
+            path = with_retries(lambda: hf_hub_download(repo_id, filename, revision=revision, endpoint=endpoint,
+                                                        token=token, cache_dir=cache), policy, sleep)
+            return json.loads(Path(path).read_text(encoding="utf-8"))
+
+        try:
+            config = read_json("config.json") if with_config else None
+            try:
+                index = read_json(INDEX_FILE)
+                total = (index.get("metadata") or {}).get("total_size")
+                return Card(repo_id, config, int(total) if total is not None else None, INDEX_FILE)
+            except EntryNotFoundError:
+                api = HfApi(endpoint=endpoint, token=token)
+                meta = with_retries(lambda: api.parse_safetensors_file_metadata(repo_id, SINGLE_FILE,
+                                                                                revision=revision), policy, sleep)
+                total = sum(t.data_offsets[1] - t.data_offsets[0] for t in meta.tensors.values())
+                return Card(repo_id, config, total, SINGLE_FILE)
+        except AimError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every hub failure becomes one clear user error
+            raise _friendly(exc, repo_id, endpoint) from None
+
+
+# ----------------------------------------------------------------------------------- the command
+
+
+@dataclass
+class FileReport:
+    path: Path
+    model_id: str
+    changes: list[Change] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def model_files(models_dir: Path) -> list[Path]:
+    if not models_dir.is_dir():
+        raise AimError(f"models directory {models_dir} does not exist", "pass --models-dir DIR")
+    return sorted(p for p in models_dir.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def _matches(doc: Mapping[str, Any], name: str) -> bool:
+    names = [doc.get("model_id"), doc.get("huggingface_id"), doc.get("slug"), *(doc.get("aliases") or []),
+             *(v.get("huggingface_id") for v in doc.get("variants") or [] if isinstance(v, Mapping))]
+    return name.lower() in {str(n).lower() for n in names if n}
+
+
+def check_file(path: Path, settings: Any, fetch: Callable[..., Card] = fetch_card) -> tuple[FileReport, str]:
+    """Fetch the cards of one model file (the model and its variants); return the report and new text."""
+    import yaml
+
+    text = path.read_text(encoding="utf-8")
+    doc = yaml.safe_load(text) or {}
+    model_id = str(doc.get("huggingface_id") or doc.get("model_id") or path.stem)
+    report = FileReport(path, model_id)
+    facts: dict[Path_, Any] = {}
+    try:
+        card = fetch(model_id, settings)
+        facts.update(card_facts(card.config or {}, card.weights_bytes))
+    except AimError as exc:
+        report.errors.append(str(exc))
+    for i, variant in enumerate(doc.get("variants") or []):
+        if not isinstance(variant, Mapping) or not variant.get("huggingface_id"):
+            continue
+        try:
+            vcard = fetch(str(variant["huggingface_id"]), settings, with_config=False)
+            if vcard.weights_bytes is not None:
+                facts[("variants", i, "weights_bytes")] = vcard.weights_bytes
+        except AimError as exc:
+            report.errors.append(str(exc))
+    report.changes = diff(doc, facts)
+    return report, apply_changes(text, report.changes) if report.changes else text
+
+
+def run(models_dir: Path, settings: Any, *, check: bool, model: str | None = None,
+        out: Callable[[str], None] = print, fetch: Callable[..., Card] = fetch_card) -> int:
+    """fetch-cards over a models directory: update files (or, with `check`, report drift)."""
+    import yaml
+
+    files = model_files(models_dir)
+    if model:
+        files = [p for p in files if _matches(yaml.safe_load(p.read_text(encoding="utf-8")) or {}, model)]
+        if not files:
+            raise AimError(f"no model file in {models_dir} matches {model!r}",
+                           "give a model id, slug, alias or variant id from a models/*.yaml file")
+    drift = 0
+    failures: list[str] = []
+    for path in files:
+        report, new_text = check_file(path, settings, fetch)
+        failures.extend(report.errors)
+        for error in report.errors:
+            out(f"{path.name}: error: {error}")
+        if not report.changes:
+            if not report.errors:
+                out(f"{path.name}: in sync with {report.model_id}")
+            continue
+        drift += 1
+        verb = "differs from the hub" if check else "updated from the hub"
+        out(f"{path.name}: {verb} ({report.model_id}):")
+        for change in report.changes:
+            out(f"  {change.describe()}")
+        if not check:
+            write_atomic(path, new_text)
+    if failures:
+        raise AimError(f"could not fetch {len(failures)} model card(s); see the errors above",
+                       "set HF_TOKEN for gated models; check HF_ENDPOINT")
+    if check and drift:
+        out(f"{drift} model file(s) out of sync; run `aim-engine models fetch-cards` to update them")
+        return 1
+    return 0
