@@ -42,7 +42,7 @@ class Malformed(ValueError):
 
 def read_text(path: Path) -> str:
     """The one place the probe reads a file. Raises OSError (PermissionError for EPERM/EACCES)."""
-    with open(path, encoding="ascii", errors="replace") as fh:
+    with open(path, encoding="utf-8", errors="replace") as fh:
         return fh.read()
 
 
