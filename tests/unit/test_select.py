@@ -262,3 +262,17 @@ def test_plan_invariants(visible: int, metric: str, which: str) -> None:
         assert plan.data_parallel == visible // plan.tensor_parallel
     else:
         assert plan.data_parallel == 1
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(which=st.sampled_from(["small", "mid", "big"]), gpus=st.sampled_from([1, 2, 4, 8]),
+       batch=st.integers(1, 512), memory_gib=st.sampled_from([64, 128, 192, 256, 288]),
+       kv=st.sampled_from([None, "fp8"]))
+def test_longest_context_matches_the_planner_search(which: str, gpus: int, batch: int, memory_gib: int,
+                                                    kv: str | None) -> None:
+    """The closed form used in rejections equals memory.max_context's binary search."""
+    from aim_engine.planner.select import longest_context
+
+    m = {"small": SMALL, "mid": MID, "big": BIG}[which]
+    args = (m, "bf16", memory_gib * memory.GIB, gpus, batch, kv, 0.9)
+    assert longest_context(*args) == memory.max_context(*args)

@@ -155,6 +155,27 @@ def memory_reason(fit: "memory.Fit", context: int, batch: int) -> str:
             f"{fit.available_gib:.1f} GiB usable")
 
 
+def longest_context(model: Model, precision: str, memory_bytes: int, gpus: int, batch: int,
+                    kv_cache_dtype: str | None, utilization: float) -> int:
+    """The longest context at which `batch` sequences fit (for 'a context of N would fit').
+
+    Same answer as `memory.max_context`, in closed form: without sliding-window layers the KV
+    cache is linear in the context and nothing else depends on it, so
+    N = (usable - weights - overhead) / KV bytes per token of context. Selection asks this for
+    every rejected config, and the planner's binary search (~17 fit checks each) was most of the
+    time of a large catalog. Sliding-window models keep the exact search.
+    """
+    if model.attention.sliding_window:
+        return memory.max_context(model, precision, memory_bytes, gpus, batch, kv_cache_dtype, utilization)
+    kv_dtype = memory.resolve_kv_dtype(model, precision, kv_cache_dtype)
+    per_token = memory.kv_cache_bytes(model, 1, batch, memory.kv_element_bytes(kv_dtype), gpus)
+    room = (memory_bytes * utilization - memory.weights_bytes(model, precision) / gpus
+            - memory.overhead_bytes(model, memory_bytes, batch))
+    if room < per_token:
+        return 0
+    return min(model.max_position_embeddings, int(room // per_token))
+
+
 def _lost(other: Candidate, winner: Candidate, settings: "Settings") -> str:
     """The first ranking rule on which `other` lost to `winner`, in words."""
     a, b = _rank(other, settings), _rank(winner, settings)
@@ -224,7 +245,7 @@ def evaluate(recipes: Iterable[Recipe], model: Model, settings: "Settings", hard
                 rejected.append(Rejection(rid, engine, n, f"memory: cannot size it ({exc})"))
                 continue
             if not fit.fits:
-                longest = memory.max_context(model, recipe.precision, memory_bytes, n, batch, kv, utilization)
+                longest = longest_context(model, recipe.precision, memory_bytes, n, batch, kv, utilization)
                 more = (f"; a context of {longest} tokens would fit" if longest >= 1
                         else "; not even one short sequence fits")
                 rejected.append(Rejection(rid, engine, n, memory_reason(fit, context, batch) + more))
