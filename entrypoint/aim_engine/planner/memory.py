@@ -60,9 +60,12 @@ NATIVE_PRECISION: dict[str, str] = {
 SIXTEEN_BIT = ("bf16", "fp16")
 
 # KV cache element size by --kv-cache-dtype; "auto" = the activation dtype (bf16/fp16).
-KV_DTYPE_BYTES: dict[str, int] = {
+# (Both engines' spellings; 4-bit KV formats are counted at half a byte, their scales ignored.)
+KV_DTYPE_BYTES: dict[str, float] = {
     "auto": 2, "bf16": 2, "fp16": 2, "bfloat16": 2, "float16": 2,
-    "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1, "fp8_inc": 1, "fp8_ds_mla": 1,
+    "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1, "fp8_inc": 1, "fp8_ds_mla": 1, "mxfp8": 1,
+    "fp8_per_token_head": 1, "int8_per_token_head": 1,
+    "int4_per_token_head": 0.5, "nvfp4": 0.5, "nvfp4_ds_mla": 0.5, "fp4_mx_block16": 0.5,
 }
 
 FIXED_OVERHEAD_BYTES = 2 * GIB
@@ -95,13 +98,16 @@ def native_precision(model: "Model") -> str:
     return NATIVE_PRECISION.get(model.native_dtype, model.native_dtype)
 
 
-def variant_for(model: "Model", precision: str) -> "Variant | None":
+def variant_for(model: "Model", precision: str, checkpoint: str | None = None) -> "Variant | None":
     """The declared checkpoint serving `precision`, or None when the original one does.
 
-    The original checkpoint wins at its own precision (a bf16 model at bf16/fp16, an FP8 model
-    at fp8); otherwise the first declared variant of that precision (model files list the
-    preferred one first).
+    `checkpoint` (a Hugging Face id) names the checkpoint exactly when the caller knows it (a
+    recipe's `huggingface_id`). Otherwise the original checkpoint wins at its own precision (a
+    bf16 model at bf16/fp16, an FP8 model at fp8), else the first declared variant of that
+    precision (model files list the preferred one first).
     """
+    if checkpoint is not None:
+        return model.checkpoint(checkpoint)
     if _original_serves(model, precision):
         return None
     return next((v for v in model.variants if v.precision == precision), None)
@@ -130,17 +136,18 @@ def estimated_weights_bytes(model: "Model", precision: str) -> int:
     return int((model.parameters_total - embedding) * per_param + embedding * EMBEDDING_BYTES)
 
 
-def weights_bytes(model: "Model", precision: str) -> int:
+def weights_bytes(model: "Model", precision: str, checkpoint: str | None = None) -> int:
     """Bytes of weights loaded for `model` served at `precision` (all GPUs together).
 
-    Real sizes first (the original checkpoint at its native precision, or the declared variant
-    of that precision), the parameter-count estimate otherwise.
+    Real sizes first (the declared variant named by `checkpoint` or serving that precision, or
+    the original checkpoint at its native precision), the parameter-count estimate otherwise
+    (e.g. online FP8 quantization of a 16-bit checkpoint).
     """
+    variant = variant_for(model, precision, checkpoint)
+    if variant is not None and (variant.precision == precision or precision == "mixed"):
+        return variant.weights_bytes
     if _original_serves(model, precision):
         return model.weights_bytes
-    variant = variant_for(model, precision)
-    if variant is not None:
-        return variant.weights_bytes
     if precision == "mixed":
         raise ValueError(f"{model.model_id}: no checkpoint declares precision 'mixed'")
     return estimated_weights_bytes(model, precision)
@@ -148,17 +155,18 @@ def weights_bytes(model: "Model", precision: str) -> int:
 
 # --- KV cache ------------------------------------------------------------------------------
 
-def resolve_kv_dtype(model: "Model", precision: str, kv_cache_dtype: str | None) -> str:
+def resolve_kv_dtype(model: "Model", precision: str, kv_cache_dtype: str | None,
+                     checkpoint: str | None = None) -> str:
     """The KV dtype in effect: explicit, else what the loaded variant declares, else auto."""
     if kv_cache_dtype:
         return kv_cache_dtype
-    variant = variant_for(model, precision)
+    variant = variant_for(model, precision, checkpoint)
     if variant is not None and variant.kv_cache_dtype:
         return variant.kv_cache_dtype
     return "auto"
 
 
-def kv_element_bytes(kv_dtype: str) -> int:
+def kv_element_bytes(kv_dtype: str) -> float:
     try:
         return KV_DTYPE_BYTES[kv_dtype]
     except KeyError:
@@ -172,14 +180,14 @@ def kv_heads_per_gpu(model: "Model", tp: int) -> int:
     return max(1, model.attention.kv_heads // tp)
 
 
-def kv_bytes_per_token_per_layer(model: "Model", kv_bytes: int, tp: int = 1) -> int:
+def kv_bytes_per_token_per_layer(model: "Model", kv_bytes: float, tp: int = 1) -> int:
     """Bytes one token costs in one attention layer on one GPU."""
     att = model.attention
     if att.kind == "mla":
         if att.kv_lora_rank is None:
             raise ValueError(f"{model.model_id}: MLA attention needs kv_lora_rank")
-        return (att.kv_lora_rank + (att.qk_rope_head_dim or 0)) * kv_bytes
-    return 2 * kv_heads_per_gpu(model, tp) * att.head_dim * kv_bytes
+        return int((att.kv_lora_rank + (att.qk_rope_head_dim or 0)) * kv_bytes)
+    return int(2 * kv_heads_per_gpu(model, tp) * att.head_dim * kv_bytes)
 
 
 def _layer_split(model: "Model") -> tuple[int, int, int | None]:
@@ -192,7 +200,7 @@ def _layer_split(model: "Model") -> tuple[int, int, int | None]:
     return model.layers - swa, swa, att.sliding_window
 
 
-def kv_cache_bytes(model: "Model", context: int, batch: int, kv_bytes: int, tp: int = 1) -> int:
+def kv_cache_bytes(model: "Model", context: int, batch: int, kv_bytes: float, tp: int = 1) -> int:
     """KV bytes per GPU for `batch` sequences of `context` tokens each (the worst case)."""
     per = kv_bytes_per_token_per_layer(model, kv_bytes, tp)
     full, swa, window = _layer_split(model)
@@ -221,17 +229,19 @@ def _gib(n: float) -> float:
 
 
 def check_fit(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, context: int, batch: int,
-              kv_cache_dtype: str | None = None, gpu_memory_utilization: float = DEFAULT_UTILIZATION) -> Fit:
+              kv_cache_dtype: str | None = None, gpu_memory_utilization: float = DEFAULT_UTILIZATION,
+              *, checkpoint: str | None = None) -> Fit:
     """Does `batch` sequences of `context` tokens fit on `gpus` tensor-parallel GPUs?
 
     Conservative: the KV cache is sized for every sequence at the full context at once, so the
-    batch and context a recipe declares are guaranteed, not just likely.
+    batch and context a recipe declares are guaranteed, not just likely. `checkpoint` names the
+    exact checkpoint loaded (a declared variant's id) when the caller knows it.
     """
     if gpus < 1 or context < 1 or batch < 1:
         raise ValueError(f"gpus, context and batch must be ≥ 1 (got {gpus}, {context}, {batch})")
-    kv_dtype = resolve_kv_dtype(model, precision, kv_cache_dtype)
+    kv_dtype = resolve_kv_dtype(model, precision, kv_cache_dtype, checkpoint)
     kv_el = kv_element_bytes(kv_dtype)
-    w_total = weights_bytes(model, precision)
+    w_total = weights_bytes(model, precision, checkpoint)
     w = w_total / gpus
     per_token_layer = kv_bytes_per_token_per_layer(model, kv_el, gpus)
     kv = kv_cache_bytes(model, context, batch, kv_el, gpus)
@@ -244,11 +254,11 @@ def check_fit(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, 
     full, swa, window = _layer_split(model)
     att = model.attention
     if att.kind == "mla":
-        per_desc = f"MLA latent ({att.kv_lora_rank} + {att.qk_rope_head_dim or 0} rope) × {kv_el} B, kept whole on every GPU"
+        per_desc = f"MLA latent ({att.kv_lora_rank} + {att.qk_rope_head_dim or 0} rope) × {kv_el:g} B, kept whole on every GPU"
     else:
         heads = kv_heads_per_gpu(model, gpus)
         rep = " (replicated: TP > KV heads)" if att.kv_heads < gpus else ""
-        per_desc = f"2 (K,V) × {heads} of {att.kv_heads} KV heads{rep} × head_dim {att.head_dim} × {kv_el} B"
+        per_desc = f"2 (K,V) × {heads} of {att.kv_heads} KV heads{rep} × head_dim {att.head_dim} × {kv_el:g} B"
     layers_desc = f"{full} layers × {context} tokens"
     if swa:
         layers_desc += f" + {swa} sliding-window layers × {min(context, window or context)} tokens"
@@ -270,9 +280,9 @@ def check_fit(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, 
 
 
 def _fits(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, context: int, batch: int,
-          kv_cache_dtype: str | None, gpu_memory_utilization: float) -> bool:
+          kv_cache_dtype: str | None, gpu_memory_utilization: float, checkpoint: str | None) -> bool:
     return check_fit(model, precision, gpu_memory_bytes, gpus, context, batch,
-                     kv_cache_dtype, gpu_memory_utilization).fits
+                     kv_cache_dtype, gpu_memory_utilization, checkpoint=checkpoint).fits
 
 
 def _largest(lo_ok: int, hi: int, ok) -> int:
@@ -288,10 +298,12 @@ def _largest(lo_ok: int, hi: int, ok) -> int:
 
 
 def max_context(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, batch: int = 1,
-                kv_cache_dtype: str | None = None, gpu_memory_utilization: float = DEFAULT_UTILIZATION) -> int:
+                kv_cache_dtype: str | None = None, gpu_memory_utilization: float = DEFAULT_UTILIZATION,
+                *, checkpoint: str | None = None) -> int:
     """The longest context (≤ max_position_embeddings) at which `batch` sequences fit; 0 if none."""
     def ok(c: int) -> bool:
-        return _fits(model, precision, gpu_memory_bytes, gpus, c, batch, kv_cache_dtype, gpu_memory_utilization)
+        return _fits(model, precision, gpu_memory_bytes, gpus, c, batch, kv_cache_dtype, gpu_memory_utilization,
+                     checkpoint)
 
     if not ok(1):
         return 0
@@ -300,10 +312,11 @@ def max_context(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int
 
 def max_batch(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, context: int,
               kv_cache_dtype: str | None = None, gpu_memory_utilization: float = DEFAULT_UTILIZATION,
-              limit: int = 1 << 16) -> int:
+              limit: int = 1 << 16, *, checkpoint: str | None = None) -> int:
     """The most sequences of `context` tokens that fit (capped at `limit`); 0 if not even one."""
     def ok(b: int) -> bool:
-        return _fits(model, precision, gpu_memory_bytes, gpus, context, b, kv_cache_dtype, gpu_memory_utilization)
+        return _fits(model, precision, gpu_memory_bytes, gpus, context, b, kv_cache_dtype, gpu_memory_utilization,
+                     checkpoint)
 
     if not ok(1):
         return 0

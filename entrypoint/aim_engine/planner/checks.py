@@ -1,0 +1,205 @@
+"""The validator's memory checks: every enabled config must fit its hardware, with a legal TP.
+
+Registered through the catalog validator's extension hook (`catalog.checks.EXTENSION_MODULES`
+imports this module and reads `CHECKS`). A config that cannot fit is an error carrying the
+numbers — weights, KV cache, overhead and what is available per GPU — and a hint with what
+would fit (more GPUs, a shorter context, a smaller batch). The same reading of a config
+(`config_fit`) annotates generated recipes, so the generator and the validator never disagree.
+
+How a config is read (canonical names first, then each engine's own spelling):
+tensor-parallel size (default 1), context (default: the model's max positions, as the engines
+do), batch (default 1 — without a declared batch only one sequence is guaranteed), memory
+utilization (default 0.9; SGLang's `--mem-fraction-static` is read the same way, which is
+conservative since SGLang keeps activations outside that fraction), KV cache dtype.
+Disabled configs, CPU recipes and values other checks already reject are skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
+
+from aim_engine.catalog.checks import RECIPE_SCOPE, SECTION, Check, Context
+from aim_engine.catalog.problems import Problem
+from aim_engine.planner import memory
+
+if TYPE_CHECKING:
+    from aim_engine.catalog.types import Model, Recipe, ServeConfig
+
+# What a config says, by canonical arg and each engine's native spelling of it.
+READS: dict[str, dict[str, tuple[str, ...]]] = {
+    "tp": {"vllm": ("--tensor-parallel-size", "-tp"), "sglang": ("--tensor-parallel-size", "--tp-size", "--tp")},
+    "context": {"vllm": ("--max-context-len", "--max-model-len"), "sglang": ("--max-context-len", "--context-length")},
+    "batch": {"vllm": ("--max-batch-size", "--max-num-seqs"), "sglang": ("--max-batch-size", "--max-running-requests")},
+    "utilization": {"vllm": ("--gpu-memory-utilization",), "sglang": ("--gpu-memory-utilization", "--mem-fraction-static")},
+    "kv_cache_dtype": {"vllm": ("--kv-cache-dtype",), "sglang": ("--kv-cache-dtype",)},
+}
+TRY_GPU_COUNTS = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class ConfigReading:
+    """The memory-relevant facts of one serve config."""
+
+    tp: int
+    context: int
+    batch: int
+    utilization: float
+    kv_cache_dtype: str | None
+    keys: Mapping[str, str | None]     # which arg each value came from (None: default)
+
+
+def _find(config: "ServeConfig", what: str) -> tuple[str | None, Any]:
+    for flag in READS[what][config.engine]:
+        if flag in config.args and config.args[flag] is not None:
+            return flag, config.args[flag]
+    return None, None
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        return None
+    return n if n >= 1 else None
+
+
+def read_config(model: "Model", config: "ServeConfig") -> ConfigReading | None:
+    """The config's TP, context, batch, utilization and KV dtype; None if a value is unusable
+    (the schema/engine-args/tensor-parallel checks report those)."""
+    keys: dict[str, str | None] = {}
+    values: dict[str, Any] = {}
+    for what in READS:
+        keys[what], values[what] = _find(config, what)
+    tp = _int(values["tp"]) if keys["tp"] else 1
+    context = _int(values["context"]) if keys["context"] else model.max_position_embeddings
+    batch = _int(values["batch"]) if keys["batch"] else 1
+    try:
+        utilization = float(values["utilization"]) if keys["utilization"] else memory.DEFAULT_UTILIZATION
+    except (TypeError, ValueError):
+        return None
+    if tp is None or context is None or batch is None or not 0 < utilization <= 1:
+        return None
+    kv = str(values["kv_cache_dtype"]) if keys["kv_cache_dtype"] else None
+    return ConfigReading(tp, context, batch, utilization, kv, keys)
+
+
+def gpu_memory_bytes(hardware: str) -> int | None:
+    """Memory per device of a recipe's hardware: the GPU's, or for a gfx target the smallest
+    GPU of that family (conservative); None for CPU or an unknown name (other checks say so)."""
+    from aim_engine.hardware import gpus
+
+    spec = gpus.find(hardware)
+    if spec is not None:
+        return spec.memory_bytes
+    family = [s.memory_bytes for s in gpus.all_specs() if s.gfx == hardware.strip().lower()]
+    return min(family) if family else None
+
+
+def config_fit(model: "Model", recipe: "Recipe", config: "ServeConfig",
+               memory_bytes: int | None = None) -> tuple[ConfigReading, memory.Fit] | None:
+    """The planner's verdict on one config, or None when it cannot be judged."""
+    memory_bytes = memory_bytes if memory_bytes is not None else gpu_memory_bytes(recipe.hardware)
+    reading = read_config(model, config)
+    if memory_bytes is None or reading is None:
+        return None
+    try:
+        fit = memory.check_fit(model, recipe.precision, memory_bytes, reading.tp, reading.context, reading.batch,
+                               reading.kv_cache_dtype, reading.utilization, checkpoint=recipe.huggingface_id)
+    except ValueError:
+        return None     # an unknown precision/KV dtype: the schema and engine-args checks report it
+    return reading, fit
+
+
+def _arg_path(config: "ServeConfig", arg: str | None) -> tuple[str, ...]:
+    base = (SECTION[config.engine], f"{config.gpus}_gpu")
+    return (*base, "args", arg) if arg else (*base, "args")
+
+
+def _what_fits(model: "Model", recipe: "Recipe", reading: ConfigReading, memory_bytes: int) -> str:
+    """A hint: the smallest legal GPU count that fits as written, or the context/batch that fit."""
+    ckpt = recipe.huggingface_id
+    kv, util = reading.kv_cache_dtype, reading.utilization
+    options = []
+    for n in TRY_GPU_COUNTS:
+        if n > reading.tp and memory.tp_legal(model, n) is None:
+            try:
+                if memory.check_fit(model, recipe.precision, memory_bytes, n, reading.context, reading.batch,
+                                    kv, util, checkpoint=ckpt).fits:
+                    options.append(f"{n} GPUs (tensor-parallel {n})")
+                    break
+            except ValueError:
+                break
+    context = memory.max_context(model, recipe.precision, memory_bytes, reading.tp, reading.batch, kv, util,
+                                 checkpoint=ckpt)
+    if context:
+        options.append(f"--max-context-len {context} at this batch")
+    batch = memory.max_batch(model, recipe.precision, memory_bytes, reading.tp, reading.context, kv, util,
+                             checkpoint=ckpt)
+    if batch:
+        options.append(f"--max-batch-size {batch} at this context")
+    if not options:
+        return ("the weights alone do not fit at this tensor-parallel size: use more GPUs, or a smaller "
+                "precision (fp8, int8, int4 checkpoints)")
+    return "fits with " + "; or ".join(options)
+
+
+def check_memory_fit(doc: Any, recipe: "Recipe", ctx: Context) -> Iterator[Problem]:
+    """Every enabled GPU config fits: weights/TP + KV(batch × context) + overhead ≤ memory × utilization."""
+    model = ctx.model(recipe.model_id)
+    memory_bytes = gpu_memory_bytes(recipe.hardware)
+    if model is None or memory_bytes is None:
+        return
+    for config in recipe.configs:
+        if not config.enabled or memory.tp_legal(model, _tp(config)) is not None:
+            continue
+        judged = config_fit(model, recipe, config, memory_bytes)
+        if judged is None:
+            continue
+        reading, fit = judged
+        if fit.fits:
+            continue
+        gib = memory_bytes / memory.GIB
+        batch_note = "" if reading.keys["batch"] else " (no batch declared: one sequence)"
+        context_note = "" if reading.keys["context"] else " (no context declared: the model's maximum)"
+        message = (f"does not fit {reading.tp} × {recipe.hardware}: per GPU weights {fit.weights_gib:.2f} GiB "
+                   f"+ KV cache {fit.kv_gib:.2f} GiB ({reading.batch} × {reading.context} tokens{batch_note}{context_note}) "
+                   f"+ overhead {fit.overhead_gib:.2f} GiB = {fit.used_gib:.2f} GiB > available "
+                   f"{fit.available_gib:.2f} GiB ({gib:.0f} GiB × {reading.utilization:g}); short by "
+                   f"{-fit.margin_gib:.2f} GiB")
+        weights_only = fit.weights_gib + fit.overhead_gib > fit.available_gib
+        where = _arg_path(config, (reading.keys["tp"] if weights_only else None) or reading.keys["context"]
+                          or reading.keys["tp"])
+        yield doc.problem("memory-fit", where, message, _what_fits(model, recipe, reading, memory_bytes))
+
+
+def _tp(config: "ServeConfig") -> int:
+    _flag, value = _find(config, "tp")
+    return _int(value) or 1 if value is not None else 1
+
+
+def check_tp_legal(doc: Any, recipe: "Recipe", ctx: Context) -> Iterator[Problem]:
+    """The tensor-parallel size is one the engines accept for this model's heads."""
+    model = ctx.model(recipe.model_id)
+    if model is None:
+        return
+    for config in recipe.configs:
+        flag, value = _find(config, "tp")
+        tp = _int(value) if flag else 1
+        if tp is None:
+            continue    # not a positive integer: the tensor-parallel check reports it
+        reason = memory.tp_legal(model, tp)
+        if reason is None:
+            continue
+        legal = [n for n in TRY_GPU_COUNTS if memory.tp_legal(model, n) is None]
+        yield doc.problem("tp-legal", _arg_path(config, flag), f"illegal tensor parallelism for {model.model_id}: {reason}",
+                          f"legal tensor-parallel sizes up to 8: {', '.join(map(str, legal)) or 'none'}")
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("tp-legal", RECIPE_SCOPE, check_tp_legal, "the tensor-parallel size suits the model's attention heads"),
+    Check("memory-fit", RECIPE_SCOPE, check_memory_fit,
+          "every enabled config fits its GPUs (weights + KV cache + overhead ≤ memory × utilization)"),
+)
