@@ -291,9 +291,12 @@ print(json.dumps(dict(hardware.to_dict(), euid=os.geteuid())))
 
 def run_detect_unprivileged(environ: dict[str, str]) -> dict:
     """Run `detect` in a child that drops root (if it has it) before reading the tree, so
-    mode-000 files fail with PermissionError. The tree must be traversable by uid 65534."""
+    mode-000 files fail with PermissionError. The tree must be traversable by uid 65534.
+    `environ` is both added to the child's environment and passed to detect() as its mapping."""
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("AIM_", "ROCR_", "HIP_", "CUDA_"))}
+    child_env.update(environ)  # PYTHONPATH, AIM_TEST_FAKE_AMDSMI reach the child; detection reads `environ`
     proc = subprocess.run([sys.executable, "-c", _RUNNER % {"uid": NOBODY}, json.dumps(environ)],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, env=child_env)
     if proc.returncode not in (0, 1) or not proc.stdout.strip():
         raise RuntimeError(f"unprivileged detect failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
