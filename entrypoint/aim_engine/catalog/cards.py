@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from aim_engine.errors import AimError
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+REQUEST_TIMEOUT = 30.0   # seconds per request (huggingface_hub's session has no timeout of its own)
 DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "half": "fp16", "float": "fp32"}
 QUANT_DTYPES = {"fp8": "fp8", "mxfp4": "mxfp4"}   # quant_method of a *native* checkpoint -> native_dtype
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
@@ -395,8 +397,10 @@ def _retryable(exc: BaseException) -> tuple[bool, float | None]:
     status, retry_after = _status_and_retry_after(exc)
     if status is not None:
         return status in RETRY_STATUSES, retry_after
-    # No HTTP answer at all (connection refused, timeout): worth another try.
-    return isinstance(exc, OSError), None
+    # No HTTP answer at all (connection refused, reset, timeout): worth another try.
+    transport = type(exc).__module__.split(".")[0] in ("httpx", "httpx2") and type(exc).__name__.endswith(
+        ("Error", "Timeout"))
+    return isinstance(exc, OSError) or transport, None
 
 
 def with_retries(call: Callable[[], Any], policy: RetryPolicy = RetryPolicy(),
@@ -418,14 +422,21 @@ def with_retries(call: Callable[[], Any], policy: RetryPolicy = RetryPolicy(),
             attempt += 1
 
 
-def _friendly(exc: BaseException, repo_id: str, endpoint: str) -> AimError:
+def _friendly(exc: BaseException, repo_id: str, endpoint: str, has_token: bool = False) -> AimError:
     """A user-facing error for a failed fetch (names the model, never the token)."""
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
     status, _ = _status_and_retry_after(exc)
     if isinstance(exc, GatedRepoError) or status == 403:
-        return AimError(f"{repo_id} is a gated model and this token has no access to it ({endpoint})",
-                        f"accept the model's terms on its hub page and set HF_TOKEN to a token of that account")
+        if not has_token:
+            return AimError(f"{repo_id} is a gated model and HF_TOKEN is not set ({endpoint})",
+                            "accept the model's terms on its hub page, then set HF_TOKEN to a token of that account")
+        return AimError(f"{repo_id} is a gated model and the HF_TOKEN given has no access to it ({endpoint})",
+                        "accept the model's terms on its hub page with the account that owns HF_TOKEN")
+    server_message = str(getattr(exc, "server_message", "") or "")
+    if status == 401 and has_token and "credentials" in server_message.lower():
+        return AimError(f"{endpoint} refused HF_TOKEN (invalid credentials) while reading {repo_id}",
+                        "create a new token on the hub and set HF_TOKEN to it")
     if isinstance(exc, RepositoryNotFoundError) or status == 401:
         return AimError(f"{repo_id} was not found or needs authentication on {endpoint} (HTTP {status or 401})",
                         "check the model id; for a gated or private model set HF_TOKEN")
@@ -449,39 +460,54 @@ def fetch_card(repo_id: str, settings: Any, revision: str = "main", *, with_conf
                policy: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] = time.sleep) -> Card:
     """Read config.json and the safetensors byte total of `repo_id` from the hub.
 
+    Files are read with huggingface_hub's own HTTP session, URL builder, headers and error mapping
+    (`GET {endpoint}/{repo}/resolve/{revision}/{file}`, redirects followed), but without
+    `hf_hub_download`: two small JSON files need no cache, and its internal HEAD retries (5 x
+    Retry-After + 1 s) would multiply with ours. One retry policy (`with_retries`) applies.
     A repo without an index (a single `model.safetensors`) is measured from that file's header
-    (a ranged read, not a download).
+    (a ranged read of a few KB, not a download).
     """
     if getattr(settings, "offline", False):
         raise AimError("fetch-cards needs the Hugging Face hub but AIM_OFFLINE is set", "unset AIM_OFFLINE")
-    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub import HfApi, hf_hub_url
     from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
     endpoint = _endpoint(settings)
     token: str | bool = settings.hf_token or False   # False: never fall back to a token stored on disk
 
-    with tempfile.TemporaryDirectory(prefix="aim-cards-") as cache:
-        def read_json(filename: str) -> dict[str, Any]:
-            path = with_retries(lambda: hf_hub_download(repo_id, filename, revision=revision, endpoint=endpoint,
-                                                        token=token, cache_dir=cache), policy, sleep)
-            return json.loads(Path(path).read_text(encoding="utf-8"))
+    def announce(attempt: int, wait: float, exc: BaseException) -> None:
+        status, _ = _status_and_retry_after(exc)
+        why = f"HTTP {status}" if status else type(exc).__name__
+        print(f"{repo_id}: {why}, retrying in {wait:g}s (attempt {attempt + 1}/{policy.attempts})", file=sys.stderr)
 
+    def read_json(filename: str) -> dict[str, Any]:
+        url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint)
+
+        def get() -> dict[str, Any]:
+            response = get_session().get(url, headers=build_hf_headers(token=token, library_name="aim-engine"),
+                                         timeout=REQUEST_TIMEOUT)
+            hf_raise_for_status(response)
+            return response.json()
+
+        return with_retries(get, policy, sleep, announce)
+
+    try:
+        config = read_json("config.json") if with_config else None
         try:
-            config = read_json("config.json") if with_config else None
-            try:
-                index = read_json(INDEX_FILE)
-                total = (index.get("metadata") or {}).get("total_size")
-                return Card(repo_id, config, int(total) if total is not None else None, INDEX_FILE)
-            except EntryNotFoundError:
-                api = HfApi(endpoint=endpoint, token=token)
-                meta = with_retries(lambda: api.parse_safetensors_file_metadata(repo_id, SINGLE_FILE,
-                                                                                revision=revision), policy, sleep)
-                total = sum(t.data_offsets[1] - t.data_offsets[0] for t in meta.tensors.values())
-                return Card(repo_id, config, total, SINGLE_FILE)
-        except AimError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every hub failure becomes one clear user error
-            raise _friendly(exc, repo_id, endpoint) from None
+            index = read_json(INDEX_FILE)
+            total = (index.get("metadata") or {}).get("total_size")
+            return Card(repo_id, config, int(total) if total is not None else None, INDEX_FILE)
+        except EntryNotFoundError:
+            api = HfApi(endpoint=endpoint, token=token)
+            meta = with_retries(lambda: api.parse_safetensors_file_metadata(repo_id, SINGLE_FILE, revision=revision),
+                                policy, sleep, announce)
+            total = sum(t.data_offsets[1] - t.data_offsets[0] for t in meta.tensors.values())
+            return Card(repo_id, config, total, SINGLE_FILE)
+    except AimError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every hub failure becomes one clear user error
+        raise _friendly(exc, repo_id, endpoint, has_token=bool(settings.hf_token)) from None
 
 
 # ----------------------------------------------------------------------------------- the command
@@ -534,8 +560,13 @@ def check_file(path: Path, settings: Any, fetch: Callable[..., Card] = fetch_car
     return report, apply_changes(text, report.changes) if report.changes else text
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def run(models_dir: Path, settings: Any, *, check: bool, model: str | None = None,
-        out: Callable[[str], None] = print, fetch: Callable[..., Card] = fetch_card) -> int:
+        out: Callable[[str], None] = print, err: Callable[[str], None] = _stderr,
+        fetch: Callable[..., Card] = fetch_card) -> int:
     """fetch-cards over a models directory: update files (or, with `check`, report drift)."""
     import yaml
 
@@ -551,7 +582,7 @@ def run(models_dir: Path, settings: Any, *, check: bool, model: str | None = Non
         report, new_text = check_file(path, settings, fetch)
         failures.extend(report.errors)
         for error in report.errors:
-            out(f"{path.name}: error: {error}")
+            err(f"{path.name}: error: {error}")
         if not report.changes:
             if not report.errors:
                 out(f"{path.name}: in sync with {report.model_id}")
