@@ -3,7 +3,8 @@
 1. `select()` in-process over a 5,000-recipe catalog: the shipped models, and recipes for every
    (model, GPU in the spec table, precision, tuning copy) until there are 5,000, each with vLLM
    and SGLang configs for 1/2/4/8 GPUs. The chosen model has ~200 recipes, ~50 of them
-   compatible with the 8x MI300X being planned for: every fit check and rejection is exercised.
+   compatible with the 8x MI300X being planned for: every fit check and rejection is exercised
+   (each tuning copy has its own context, so no two recipes share a fit check).
    Target: under 50 ms.
 2. `aim-engine plan` as a whole process (detect + catalog load + select + render) against
    `python -c pass`. Target: under 6x.
@@ -44,7 +45,7 @@ def _catalog():
                     configs = tuple(
                         ServeConfig(engine=engine, gpus=n, enabled=True, args={
                             "--model": model.huggingface_id, "--tensor-parallel-size": str(n),
-                            "--max-batch-size": str(16 * n), "--max-context-len": str(8192 * n),
+                            "--max-batch-size": str(16 * n), "--max-context-len": str(8192 * n + 256 * copy),
                             "--gpu-memory-utilization": "0.9"})
                         for engine in ("vllm", "sglang") for n in GPU_COUNTS)
                     recipes.append(Recipe(

@@ -206,6 +206,7 @@ def evaluate(recipes: Iterable[Recipe], model: Model, settings: "Settings", hard
     memory_bytes = hardware.memory_per_gpu_bytes
     candidates: list[Candidate] = []
     rejected: list[Rejection] = []
+    fits: dict[tuple, memory.Fit] = {}     # check_fit is pure: one call per distinct sizing
     for recipe in recipes:
         rid = recipe.recipe_id
         tier, why = hardware_match(recipe.hardware, hardware)
@@ -239,11 +240,15 @@ def evaluate(recipes: Iterable[Recipe], model: Model, settings: "Settings", hard
                 rejected.append(Rejection(rid, engine, n, f"tensor parallel: {illegal}"))
                 continue
             context, batch, utilization, kv = effective_sizes(model, config, settings.engine_args)
-            try:
-                fit = memory.check_fit(model, recipe.precision, memory_bytes, n, context, batch, kv, utilization)
-            except ValueError as exc:
-                rejected.append(Rejection(rid, engine, n, f"memory: cannot size it ({exc})"))
-                continue
+            key = (recipe.precision, n, context, batch, kv, utilization)
+            fit = fits.get(key)
+            if fit is None:   # the vLLM and SGLang configs of a recipe usually share their sizes
+                try:
+                    fit = fits[key] = memory.check_fit(model, recipe.precision, memory_bytes, n, context, batch, kv,
+                                                       utilization)
+                except ValueError as exc:
+                    rejected.append(Rejection(rid, engine, n, f"memory: cannot size it ({exc})"))
+                    continue
             if not fit.fits:
                 longest = longest_context(model, recipe.precision, memory_bytes, n, batch, kv, utilization)
                 more = (f"; a context of {longest} tokens would fit" if longest >= 1
