@@ -75,6 +75,11 @@ LLAMA4_SCOUT = {
                     "model_type": "llama4_text", "num_attention_heads": 40, "num_experts_per_tok": 1,
                     "num_hidden_layers": 48, "num_key_value_heads": 8, "num_local_experts": 16, "vocab_size": 202048},
 }
+LLAMA4_MAVERICK = {  # MoE on every other layer (interleave_moe_layer_step 2)
+    "architectures": ["Llama4ForConditionalGeneration"], "model_type": "llama4", "torch_dtype": "bfloat16",
+    "text_config": {**LLAMA4_SCOUT["text_config"], "interleave_moe_layer_step": 2, "max_position_embeddings": 1048576,
+                    "num_local_experts": 128},
+}
 
 # (model file, config.json, index metadata.total_size)
 REAL = [
@@ -85,6 +90,7 @@ REAL = [
     ("deepseek-v3.yaml", DEEPSEEK_V3, 688574839360),
     ("gemma-3-27b-it.yaml", GEMMA3_27B, 54864813280),
     ("llama-4-scout-17b-16e-instruct.yaml", LLAMA4_SCOUT, 217283587072),
+    ("llama-4-maverick-17b-128e-instruct.yaml", LLAMA4_MAVERICK, 803167562752),
 ]
 
 
