@@ -18,7 +18,7 @@ memory in the node's memory bank.
 
 from __future__ import annotations
 
-import re
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -30,32 +30,32 @@ AMD_VENDOR_ID = 0x1002
 # HSA heap types of device memory banks: FB_PUBLIC (1) and FB_PRIVATE (2). Banks of other types
 # (system memory on an APU) count only when a node has no framebuffer bank at all.
 _FRAMEBUFFER_HEAPS = (1, 2)
-_LINE = re.compile(r"^([a-z0-9_]+) (\d+)$")
 _REQUIRED = ("simd_count", "gfx_target_version", "vendor_id", "device_id")
 
-Reader = Callable[[Path], str]
+Reader = Callable[[str], str]   # paths are plain strings: the walk touches ~2 files per node
 
 
 class Malformed(ValueError):
     """A properties file we cannot trust (bad line, missing key, empty)."""
 
 
-def read_text(path: Path) -> str:
+def read_text(path: str | Path) -> str:
     """The one place the probe reads a file. Raises OSError (PermissionError for EPERM/EACCES)."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        return fh.read()
+    with open(path, "rb") as fh:
+        return fh.read().decode("utf-8", "replace")
 
 
 def parse_properties(text: str, path: Path | str = "properties") -> dict[str, int]:
     """Parse a KFD properties file; `Malformed` names the file and the first bad line."""
     values: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
+        line = line.strip()
+        if not line:
             continue
-        match = _LINE.match(line.strip())
-        if not match:
-            raise Malformed(f"{path}: line {number} {line.strip()!r} is not 'key <unsigned integer>'")
-        values[match.group(1)] = int(match.group(2))
+        key, _, value = line.partition(" ")
+        if not (value.isdigit() and value.isascii() and key.replace("_", "").isalnum() and key.islower()):
+            raise Malformed(f"{path}: line {number} {line!r} is not 'key <unsigned integer>'")
+        values[key] = int(value)
     if not values:
         raise Malformed(f"{path}: empty")
     return values
@@ -67,21 +67,21 @@ def pci_bus_id(domain: int, location_id: int) -> str:
     return f"{domain:04x}:{bus:02x}:{devfn >> 3:02x}.{devfn & 7}"
 
 
-def _node_ids(nodes_dir: Path) -> list[int]:
+def _node_ids(directory: str) -> list[int]:
     try:
-        names = [entry.name for entry in nodes_dir.iterdir()]
+        names = os.listdir(directory)
     except OSError:
         return []
     return sorted(int(name) for name in names if name.isdigit())
 
 
-def _memory(node_dir: Path, read: Reader) -> tuple[int | None, str | None]:
+def _memory(node_dir: str, read: Reader) -> tuple[int | None, str | None]:
     """Total device memory of a node's banks; (None, reason) when it cannot be read."""
-    banks_dir = node_dir / "mem_banks"
+    banks_dir = os.path.join(node_dir, "mem_banks")
     framebuffer = other = 0
     seen = False
     for bank in _node_ids(banks_dir):
-        path = banks_dir / str(bank) / "properties"
+        path = os.path.join(banks_dir, str(bank), "properties")
         try:
             values = parse_properties(read(path), path)  # PermissionError propagates: not our GPU
         except Malformed as exc:
@@ -104,12 +104,12 @@ class _Partitions:
     FILES = ("current_compute_partition", "current_memory_partition")
 
     def __init__(self, root: Path, read: Reader) -> None:
-        self.root, self.read, self.cache = root, read, {}
+        self.root, self.read, self.cache = str(root), read, {}
 
-    def _first(self, dirs: list[Path], name: str) -> str | None:
+    def _first(self, dirs: list[str], name: str) -> str | None:
         for directory in dirs:
             try:
-                value = self.read(directory / name).strip().upper()
+                value = self.read(os.path.join(directory, name)).strip().upper()
             except OSError:
                 continue
             if value:
@@ -117,13 +117,15 @@ class _Partitions:
         return None
 
     def modes(self, bus: str | None, render_minor: int | None) -> tuple[str | None, str | None]:
-        key = (bus, render_minor)
+        """Partition modes of the package; cached per PCI device (all of a package's partition
+        nodes share its bus id), falling back to the node's render node when there is no bus id."""
+        key = bus or render_minor
         if key not in self.cache:
             dirs = []
             if bus:
-                dirs.append(self.root / "sys/bus/pci/devices" / bus)
+                dirs.append(os.path.join(self.root, "sys/bus/pci/devices", bus))
             if render_minor:
-                dirs.append(self.root / "sys/class/drm" / f"renderD{render_minor}" / "device")
+                dirs.append(os.path.join(self.root, "sys/class/drm", f"renderD{render_minor}", "device"))
             self.cache[key] = tuple(self._first(dirs, name) for name in self.FILES)
         return self.cache[key]
 
@@ -132,14 +134,14 @@ def probe(root: Path | str = "/", read: Reader = read_text) -> ProbeResult:
     """Every GPU node under `root`'s KFD topology that this process may read, in node order."""
     root = Path(root)
     result = ProbeResult(source="sysfs")
-    nodes_dir = root / TOPOLOGY
-    if not nodes_dir.is_dir():
+    nodes_dir = str(root / TOPOLOGY)
+    if not os.path.isdir(nodes_dir):
         result.notes.append(f"no KFD topology at {nodes_dir} (amdgpu driver not loaded, or /sys not mounted)")
         return result
     partitions = _Partitions(root, read)
     for node in _node_ids(nodes_dir):
-        node_dir = nodes_dir / str(node)
-        path = node_dir / "properties"
+        node_dir = os.path.join(nodes_dir, str(node))
+        path = os.path.join(node_dir, "properties")
         try:
             props = parse_properties(read(path), path)
             if props.get("simd_count", 1) == 0:
@@ -198,7 +200,7 @@ def probe(root: Path | str = "/", read: Reader = read_text) -> ProbeResult:
 def node_denied(root: Path | str, node_id: int, read: Reader = read_text) -> bool:
     """True when KFD node `node_id` exists but answers EPERM (used to cross-check amdsmi)."""
     try:
-        read(Path(root) / TOPOLOGY / str(node_id) / "properties")
+        read(os.path.join(root, TOPOLOGY, str(node_id), "properties"))
     except PermissionError:
         return True
     except OSError:
@@ -208,7 +210,7 @@ def node_denied(root: Path | str, node_id: int, read: Reader = read_text) -> boo
 
 def unique_id_uuid(root: Path | str, node_id: int, read: Reader = read_text) -> str | None:
     """The ROCm UUID of KFD node `node_id` from its unique_id, or None."""
-    path = Path(root) / TOPOLOGY / str(node_id) / "properties"
+    path = os.path.join(root, TOPOLOGY, str(node_id), "properties")
     try:
         unique_id = parse_properties(read(path), path).get("unique_id")
     except (OSError, Malformed):
