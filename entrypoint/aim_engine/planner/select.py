@@ -432,16 +432,21 @@ def choose(source: ModelSource, settings: "Settings", hardware: "Hardware", reci
 
     variant_id = source.variant.huggingface_id if source.variant else None
     candidates, rejected = evaluate(recipes, source.model, settings, hardware, variant_id)
-    hardware_ok = bool(candidates) or any(not r.reason.startswith("hardware:") for r in rejected)
-    if not hardware_ok and pinned is None:
-        # Nothing in the catalog is written for this GPU family (or the model is not in the
-        # catalog): size a recipe from the model facts, checked like any other.
+    if not candidates and pinned is None:
+        # The model is not in the catalog, nothing in the catalog is written for this GPU
+        # family, or no catalog recipe runs here (too big, an override rules them all out):
+        # size recipes from the model facts, checked exactly like catalog ones.
         made = synthesize.gpu_recipes(source.model, hardware, source.checkpoint, checkpoint_precision_of(source))
         more, more_rejected = evaluate(made, source.model, settings, hardware, variant_id)
         candidates += more
         rejected += more_rejected
-        why = (f"{source.model.model_id} is not in the catalog" if not source.in_catalog
-               else f"the catalog has no {source.model.model_id} recipe for {hardware.gpu_model} ({hardware.gfx})")
+        hardware_ok = any(not r.reason.startswith("hardware:") for r in rejected[:len(rejected) - len(more_rejected)])
+        if not source.in_catalog:
+            why = f"{source.model.model_id} is not in the catalog"
+        elif not hardware_ok:
+            why = f"the catalog has no {source.model.model_id} recipe for {hardware.gpu_model} ({hardware.gfx})"
+        else:
+            why = f"no catalog recipe of {source.model.model_id} runs here (see rejected)"
         reasons.append(f"{why}: synthesized recipes from the model's facts, sized by the memory planner")
 
     if pinned is not None:
