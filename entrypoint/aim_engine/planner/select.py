@@ -14,7 +14,9 @@ when (in this order):
 5. its tensor-parallel size is illegal for the model, or it does not fit in the memory of the
    devices actually present (the planner; AIM_ENGINE_ARGS context/batch overrides count).
 AIM_RECIPE_ID is applied last, so a pinned recipe that cannot run gets an error listing the
-recipes that can.
+recipes that can. When no catalog candidate survives (and nothing is pinned), recipes are
+synthesized from the model facts (`synthesize.gpu_recipes`) and checked the same way; without a
+GPU the plan is vLLM's CPU backend (`synthesize.cpu_recipe`).
 
 The survivors are ranked by (precision preference, hardware match, engine preference, metric):
 precision bf16 > fp16 > fp8 > mixed > int8 > int4 (or AIM_PRECISION); exact > generic > fallback;
