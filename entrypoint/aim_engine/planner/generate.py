@@ -488,9 +488,19 @@ def _is_generated_file(path: Path) -> bool:
 
 def plan_files(models_dir: Path, out_dir: Path, recipes_dir: Path) -> tuple[dict[Path, str], list[Path]]:
     """(files to write with their text, stale generated files to delete)."""
-    overrides_dir = out_dir / "overrides" if (out_dir / "overrides").is_dir() else recipes_dir / "overrides"
+    # Overrides live next to the recipes they patch (<out>/overrides); the shipped ones apply only
+    # to the shipped models (another models directory has other recipes to patch).
+    from aim_engine.catalog import paths
+
+    if (out_dir / "overrides").is_dir():
+        overrides_dir: Path | None = out_dir / "overrides"
+    elif models_dir.resolve() == paths.shipped_models_dir().resolve():
+        overrides_dir = recipes_dir / "overrides"
+    else:
+        overrides_dir = None
     templates_dir = out_dir / "templates" if (out_dir / "templates").is_dir() else recipes_dir / "templates"
-    generated = build_documents(_load_models(models_dir), _gpu_table(), load_overrides(overrides_dir),
+    overrides = load_overrides(overrides_dir) if overrides_dir else {}
+    generated = build_documents(_load_models(models_dir), _gpu_table(), overrides,
                                 load_template(templates_dir / "recipe.yaml"))
     wanted = {out_dir / f"{rid}.yaml": render(g) for rid, g in generated.items()}
     stale = [p for p in sorted(out_dir.glob("*.yaml")) if p not in wanted and _is_generated_file(p)]
