@@ -92,7 +92,8 @@ def dump(engine: str) -> dict[str, Any]:
             "option_strings": list(action.option_strings),
             "takes_value": _takes_value(action) and not boolean_optional,
             "nargs": _jsonable(action.nargs),
-            "choices": [_jsonable(c) for c in action.choices] if action.choices else None,
+            # Sorted: some choice lists come from registries whose order varies between runs.
+            "choices": sorted((_jsonable(c) for c in action.choices), key=str) if action.choices else None,
             "action": type(action).__name__,
         }
         for option in action.option_strings:
