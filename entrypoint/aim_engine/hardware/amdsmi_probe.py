@@ -24,7 +24,6 @@ import importlib
 import io
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -37,6 +36,8 @@ _NOT_AVAILABLE = ("", "N/A", "NA", None)
 @contextlib.contextmanager
 def quiet_stdout() -> Iterator[io.StringIO]:
     """Divert stdout (Python-level and fd 1, for the C library) while amdsmi loads and starts."""
+    import tempfile
+
     captured = io.StringIO()
     saved_fd = None
     sink = None

@@ -8,7 +8,6 @@ the container has a limit. Files are read under the sysfs root, so fixture trees
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 
 from aim_engine.hardware.types import Cpu
@@ -34,6 +33,8 @@ def model_name(root: Path) -> str:
         value = fields.get(key)
         if value and not value.isdigit():  # x86 "processor : 0" is an index, not a name
             return value
+    import platform  # rarely needed, and slow to import
+
     return platform.processor() or platform.machine() or "unknown CPU"
 
 

@@ -19,6 +19,7 @@ memory in the node's memory bank.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +32,9 @@ AMD_VENDOR_ID = 0x1002
 # (system memory on an APU) count only when a node has no framebuffer bank at all.
 _FRAMEBUFFER_HEAPS = (1, 2)
 _REQUIRED = ("simd_count", "gfx_target_version", "vendor_id", "device_id")
+
+# A whole well-formed file, checked in one pass; the line-by-line parser runs only to explain a bad one.
+_WELL_FORMED = re.compile(r"(?:[a-z0-9_]+ [0-9]+\n)*[a-z0-9_]+ [0-9]+\n?")
 
 Reader = Callable[[str], str]   # paths are plain strings: the walk touches ~2 files per node
 
@@ -47,6 +51,9 @@ def read_text(path: str | Path) -> str:
 
 def parse_properties(text: str, path: Path | str = "properties") -> dict[str, int]:
     """Parse a KFD properties file; `Malformed` names the file and the first bad line."""
+    if _WELL_FORMED.fullmatch(text):
+        tokens = text.split()
+        return dict(zip(tokens[::2], map(int, tokens[1::2])))
     values: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
