@@ -276,7 +276,7 @@ _RUNNER = """
 import json, os, sys
 from aim_engine.settings import Settings
 from aim_engine.hardware import detection, sysfs_probe, amdsmi_probe, cpu, visibility, gpus
-import aim_engine.errors
+import aim_engine.errors, tempfile, enum
 gpus.all_specs()              # load everything while we may still read the interpreter's files
 env = json.loads(sys.argv[1])
 if os.geteuid() == 0:

@@ -36,18 +36,22 @@ _NOT_AVAILABLE = ("", "N/A", "NA", None)
 @contextlib.contextmanager
 def quiet_stdout() -> Iterator[io.StringIO]:
     """Divert stdout (Python-level and fd 1, for the C library) while amdsmi loads and starts."""
-    import tempfile
-
     captured = io.StringIO()
     saved_fd = None
     sink = None
     try:
+        import tempfile  # lazily: only needed when amdsmi is tried
+
         sys.stdout.flush()
         saved_fd = os.dup(1)
         sink = tempfile.TemporaryFile()
         os.dup2(sink.fileno(), 1)
-    except (OSError, ValueError, AttributeError):
-        saved_fd = None  # no real fd 1 (embedded, captured by pytest): Python-level only
+    except Exception:
+        if saved_fd is not None:  # half set up: undo, then fall back to Python-level diversion only
+            with contextlib.suppress(OSError):
+                os.dup2(saved_fd, 1)
+                os.close(saved_fd)
+        saved_fd = None  # no real fd 1 (embedded, captured): Python-level only
     try:
         with contextlib.redirect_stdout(captured):
             yield captured
