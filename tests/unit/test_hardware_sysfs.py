@@ -233,3 +233,17 @@ def test_permission_error_from_the_reader_means_not_ours(tmp_path):
     result = sysfs_probe.probe(root, read=read)
     assert (len(result.gpus), result.denied, result.warnings) == (7, 1, [])
     assert tree.gpus[1].uuid not in [g.uuid for g in result.gpus]
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(st.text(alphabet=st.sampled_from("abc_ 0123456789\n\t-x\x00é"), max_size=200))
+def test_any_bytes_in_a_properties_file_parse_or_are_reported_malformed(text):
+    try:
+        values = sysfs_probe.parse_properties(text, "p")
+    except sysfs_probe.Malformed as exc:
+        assert str(exc).startswith("p: ")
+    else:
+        assert values and all(isinstance(v, int) and v >= 0 for v in values.values())
