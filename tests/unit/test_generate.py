@@ -101,7 +101,10 @@ def test_sizing_shrinks_context_before_batch_and_gives_up_when_nothing_fits():
 def test_configs_skip_illegal_tp_and_counts_that_do_not_fit():
     doc = generate.generate_recipe(PHI4, TABLE["MI250"], _precisions(PHI4, "MI250")["bf16"])
     # Phi-4 on 64 GiB GCDs: 27.3 GiB of weights fit one GCD; TP 4 and 8 are illegal (10 KV heads)
-    assert list(doc["vllm_serve"]) == list(doc["sglang_serve"]) == ["1_gpu", "2_gpu"]
+    assert list(doc["vllm_serve"]) == ["1_gpu", "2_gpu"]
+    assert "sglang_serve" not in doc          # SGLang's ROCm kernels are gfx942/gfx950 only
+    mi300x = generate.generate_recipe(PHI4, TABLE["MI300X"], _precisions(PHI4, "MI300X")["bf16"])
+    assert list(mi300x["vllm_serve"]) == list(mi300x["sglang_serve"]) == ["1_gpu", "2_gpu"]
     assert "--tensor-parallel-size" not in doc["vllm_serve"]["1_gpu"]["args"]
     assert doc["vllm_serve"]["2_gpu"]["args"]["--tensor-parallel-size"] == "2"
     mla = generate.generate_recipe(MLA_FP8, TABLE["MI300X"], _precisions(MLA_FP8, "MI300X")["fp8"])
@@ -148,7 +151,10 @@ def test_override_outside_the_matrix_extends_a_generated_recipe():
     assert doc["recipe_id"] == "plain-8b-mi250-fp16" and doc["precision"] == "fp16" and doc["generated"] is True
     assert "extends" not in doc and "all_configs" not in doc
     assert list(doc["vllm_serve"]) == list(base["vllm_serve"])
-    assert {c["args"]["--dtype"] for s in ("vllm_serve", "sglang_serve") for c in doc[s].values()} == {"float16"}
+    assert {c["args"]["--dtype"] for c in doc["vllm_serve"].values()} == {"float16"}
+    patched = build_documents([PLAIN], TABLE, {"plain-8b-mi300x-fp16": {**patch, "extends": "plain-8b-mi300x-bf16"}})
+    assert {c["args"]["--dtype"] for s in ("vllm_serve", "sglang_serve")
+            for c in patched["plain-8b-mi300x-fp16"].doc[s].values()} == {"float16"}
     assert list(doc)[0] == "recipe_id"
 
 
@@ -206,7 +212,9 @@ def test_every_model_gets_recipes_and_every_generated_config_fits():
     by_id = {m.model_id: m for m in models}
     for gen in docs.values():
         model = by_id[gen.doc["model_id"]]
-        for section in ("vllm_serve", "sglang_serve"):
+        sections = [s for s in ("vllm_serve", "sglang_serve") if s in gen.doc]
+        assert sections == (["vllm_serve"] if gen.doc["hardware"] == "MI250" else ["vllm_serve", "sglang_serve"])
+        for section in sections:
             for name, config in gen.doc[section].items():
                 args = config["args"]
                 tp = int(args.get("--tensor-parallel-size", "1"))

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 TARGETS: tuple[str, ...] = ("MI300X", "MI325X", "MI355X", "MI250")
 GPU_COUNTS: tuple[int, ...] = (1, 2, 4, 8)
 ENGINES: tuple[tuple[str, str], ...] = (("vllm", "vllm_serve"), ("sglang", "sglang_serve"))
+# gfx targets each engine's ROCm build runs on (None: all). SGLang's sgl-kernel is built only for
+# gfx942/gfx950 (its setup_rocm.py exits for other targets; AITER has no gfx90a kernels), so
+# MI250 recipes carry vLLM configs only.
+ENGINE_GFX: dict[str, tuple[str, ...] | None] = {"vllm": None, "sglang": ("gfx942", "gfx950")}
 UTILIZATION = memory.DEFAULT_UTILIZATION
 
 # Sizing policy (see size_config).
@@ -267,6 +271,8 @@ def generate_recipe(model: "Model", gpu: "GpuSpec", option: Option) -> dict[str,
         "generated": True,
     }
     for engine, section in ENGINES:
+        if ENGINE_GFX[engine] is not None and gpu.gfx not in ENGINE_GFX[engine]:
+            continue
         doc[section] = {f"{n}_gpu": {"enabled": True, "args": _for_engine(engine, args)} for n, (args, _s) in configs.items()}
     return doc
 
