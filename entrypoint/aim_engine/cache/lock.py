@@ -187,11 +187,13 @@ class ModelLock:
         _write_json_atomic(self.holder_path, self._info)
 
     def publish(self, progress: Progress, force: bool = False) -> None:
-        """Record our progress in holder.json for waiters (at most every second unless forced)."""
+        """Record our progress in holder.json for waiters: on phase/file changes, else at most every second."""
         if not self._held:
             return
         now = time.monotonic()
-        if not force and now - self._last_publish < 1.0:
+        previous = self._info.get("progress") or {}
+        changed = (previous.get("phase"), previous.get("files_done")) != (progress.phase, progress.files_done)
+        if not force and not changed and now - self._last_publish < 1.0:
             return
         self._last_publish = now
         self._info["progress"] = progress.to_dict()

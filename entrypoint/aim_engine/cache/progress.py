@@ -95,6 +95,9 @@ class Tracker:
     def file_done(self) -> None:
         with self._lock:
             self.files_done += 1
+            self._last_notify = time.monotonic()
+            snap = self._snapshot(self._last_notify)
+        self._emit(snap)   # never throttled: bytes arrive in 10 MB chunks, so a file's end matters
 
     def waiting(self, holder: str, holder_progress: dict[str, Any] | None) -> None:
         """Report that another process holds the lock, with its progress if it published one."""
