@@ -228,6 +228,17 @@ def _gib(n: float) -> float:
     return n / GIB
 
 
+def _budget(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, context: int, batch: int,
+            kv_cache_dtype: str | None, checkpoint: str | None) -> tuple[str, float, int, int, int]:
+    """(kv dtype, kv bytes per element, total weight bytes, KV bytes per GPU, overhead bytes per GPU)."""
+    if gpus < 1 or context < 1 or batch < 1:
+        raise ValueError(f"gpus, context and batch must be ≥ 1 (got {gpus}, {context}, {batch})")
+    kv_dtype = resolve_kv_dtype(model, precision, kv_cache_dtype, checkpoint)
+    kv_el = kv_element_bytes(kv_dtype)
+    return (kv_dtype, kv_el, weights_bytes(model, precision, checkpoint),
+            kv_cache_bytes(model, context, batch, kv_el, gpus), overhead_bytes(model, gpu_memory_bytes, batch))
+
+
 def check_fit(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, context: int, batch: int,
               kv_cache_dtype: str | None = None, gpu_memory_utilization: float = DEFAULT_UTILIZATION,
               *, checkpoint: str | None = None) -> Fit:
@@ -237,15 +248,10 @@ def check_fit(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, 
     batch and context a recipe declares are guaranteed, not just likely. `checkpoint` names the
     exact checkpoint loaded (a declared variant's id) when the caller knows it.
     """
-    if gpus < 1 or context < 1 or batch < 1:
-        raise ValueError(f"gpus, context and batch must be ≥ 1 (got {gpus}, {context}, {batch})")
-    kv_dtype = resolve_kv_dtype(model, precision, kv_cache_dtype, checkpoint)
-    kv_el = kv_element_bytes(kv_dtype)
-    w_total = weights_bytes(model, precision, checkpoint)
+    kv_dtype, kv_el, w_total, kv, ovh = _budget(model, precision, gpu_memory_bytes, gpus, context, batch,
+                                                kv_cache_dtype, checkpoint)
     w = w_total / gpus
     per_token_layer = kv_bytes_per_token_per_layer(model, kv_el, gpus)
-    kv = kv_cache_bytes(model, context, batch, kv_el, gpus)
-    ovh = overhead_bytes(model, gpu_memory_bytes, batch)
     available = gpu_memory_bytes * gpu_memory_utilization
     used = w + kv + ovh
     margin = available - used
@@ -281,8 +287,10 @@ def check_fit(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, 
 
 def _fits(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, context: int, batch: int,
           kv_cache_dtype: str | None, gpu_memory_utilization: float, checkpoint: str | None) -> bool:
-    return check_fit(model, precision, gpu_memory_bytes, gpus, context, batch,
-                     kv_cache_dtype, gpu_memory_utilization, checkpoint=checkpoint).fits
+    # check_fit's verdict without building its explanation (searches call this many times)
+    _dtype, _el, w_total, kv, ovh = _budget(model, precision, gpu_memory_bytes, gpus, context, batch,
+                                            kv_cache_dtype, checkpoint)
+    return w_total / gpus + kv + ovh <= gpu_memory_bytes * gpu_memory_utilization
 
 
 def _largest(lo_ok: int, hi: int, ok) -> int:
