@@ -10,7 +10,11 @@ argv of one engine are parsed by ONE subprocess (`tests/support/engine_parsers.p
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -179,9 +183,28 @@ def _base_args(engine: str) -> list[str]:
     return [MODEL_PATH] if engine == "vllm" else ["--model-path", MODEL_PATH]
 
 
+def _parse_shared(engine: str, argvs: list[list[str]], shared: Path) -> list[Parsed]:
+    """`parse_batch`, once per batch for the whole test session: pytest-xdist workers share the
+    result through a file (the documented xdist pattern), so two workers do not both pay for it."""
+    from filelock import FileLock
+
+    key = hashlib.sha256(json.dumps([engine, str(engine_venv(engine)), argvs]).encode()).hexdigest()[:16]
+    out = shared / f"parsed-{engine}-{key}.json"
+    with FileLock(str(out) + ".lock"):
+        if out.exists():
+            raw = json.loads(out.read_text(encoding="utf-8"))
+            return [Parsed(**r) for r in raw]
+        results = parse_batch(engine, engine_venv(engine), argvs)
+        out.write_text(json.dumps([r.__dict__ for r in results]), encoding="utf-8")
+        return results
+
+
 @pytest.fixture(scope="session")
-def parsed() -> dict[str, Any]:
+def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Render every case, then parse each engine's whole batch in one real-parser process."""
+    base = tmp_path_factory.getbasetemp()
+    # Under xdist each worker's basetemp is a child of this run's directory: share that one.
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     results: dict[str, Any] = {}
     for engine in ("vllm", "sglang"):
         cases = [c for c in ALL_CASES.values() if c.engine == engine]
@@ -197,8 +220,8 @@ def parsed() -> dict[str, Any]:
             case.argv = launch.args
             batch.append(case.argv)
         probes = [[*_base_args(engine), typo, str(value)] for e, typo, _, _, value in PREFIX_TYPOS if e == engine]
-        venv = engine_venv(engine)
-        out = parse_batch(engine, venv, [*batch, *probes])
+        engine_venv(engine)          # skip (or fail under make test) before any work
+        out = _parse_shared(engine, [*batch, *probes], shared)
         rendered = [c for c in cases if c.argv]
         results.update({c.id: r for c, r in zip(rendered, out)})
         results[f"probes-{engine}"] = out[len(batch):]
