@@ -1,15 +1,38 @@
-"""`aim-engine serve` (not implemented yet)."""
+"""`aim-engine serve`: boot and become the engine (the container's default command).
+
+Settings come from the AIM_* environment; `--dry-run` stops before the exec (no probes, no
+download) and prints what would run. The sequence itself lives in `aim_engine.boot`.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from aim_engine.errors import AimError
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--dry-run", action="store_true",
+                        help="detect, select and render, then print the plan instead of starting the engine")
+    parser.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise AimError("`aim-engine serve` is not implemented yet")
+    import sys
+
+    from aim_engine import boot
+    from aim_engine.settings import Settings
+
+    settings = Settings.from_env()
+    if not args.dry_run:
+        return boot.serve(settings)
+    data = boot.dry_run(settings)
+    if args.json:
+        import json
+
+        json.dump(data, sys.stdout, indent=2, default=str)
+        print()
+        return 0
+    from aim_engine.commands.plan import render_text
+
+    render_text(data, sys.stdout)
+    print(f"cache:     {data['cache']}")
+    return 0

@@ -1,0 +1,254 @@
+"""`aim-engine serve`: the boot sequence, from settings to the engine's own process.
+
+    settings  -> parsed by the caller (`Settings.from_env()`)
+    probes    -> up first, so /health/* and /status answer within the first second
+    hardware  = detect(settings)
+    plan      = select(settings, hardware, Catalog.load(settings))
+    path      = cache.warm(plan.checkpoint, settings)     # skipped for a local directory
+    launch    = render(plan, settings, path, cache_warm)
+    os.execvpe(launch.argv[0], launch.argv, launch.env)   # the engine keeps our PID
+
+`serve()` below is that list. Every phase is logged once with its duration and recorded in the
+state file the probe process serves as /status. Failures are `AimError`s: the state says why,
+the probes keep saying it for `AIM_FAIL_GRACE` seconds (so `kubectl`/`curl` can read it), then
+the process exits non-zero. SIGTERM/SIGINT before the exec stop the boot at once (the cache's
+lock is released as the stack unwinds; its completeness marker is written last, so an
+interrupted download is never mistaken for a complete one) and exit 128+signal. After the exec,
+signals and the exit code are the engine's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, TextIO, TypeVar
+
+from aim_engine import redact
+from aim_engine.errors import AimError
+from aim_engine.logs import configure_from, get_logger
+from aim_engine.settings import Settings
+from aim_engine.state import BootState
+
+T = TypeVar("T")
+STOP_GRACE_S = 5.0    # after SIGTERM, unwinding (lock release, state write) may take this long at most
+
+
+class Stopped(BaseException):
+    """SIGTERM/SIGINT arrived before the exec. A BaseException, so no `except Exception` in a
+    library swallows it on the way up."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn SIGTERM/SIGINT into `Stopped` in the main thread, with a watchdog: if unwinding
+    takes longer than STOP_GRACE_S (a download thread stuck in a read), exit anyway — the OS
+    releases the file lock and nothing is marked complete."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        timer = threading.Timer(STOP_GRACE_S, os._exit, (128 + signum,))
+        timer.daemon = True
+        timer.start()
+        raise Stopped(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+class Boot:
+    """The edge of the boot: the state file, the probe process, phase timing and the exec."""
+
+    def __init__(self, settings: Settings, state_dir: Path | None = None) -> None:
+        self.settings = settings
+        self.log = get_logger("aim_engine.boot")
+        self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="aim-engine-"))
+        self.state = BootState(self.state_dir / "state.json", masker=redact.mask)
+        self.state.update(model_id=settings.model_id, settings=settings.public_dict())
+        self.probe: Any = None
+
+    def start_probes(self) -> None:
+        from aim_engine import probes
+
+        self.probe = probes.start(self.state.path, self.settings.health_port, cleanup_dir=self.state_dir)
+        self.state.update(probe={"port": self.settings.health_port, "pid": self.probe.pid})
+        self.log.info("probes listening", port=self.settings.health_port, pid=self.probe.pid)
+
+    def phase(self, name: str, fn: Callable[[], T]) -> T:
+        """Run one phase: record it in the state, log it once with its duration."""
+        self.state.enter(name)
+        started = time.perf_counter()
+        result = fn()
+        self.log.info("phase done", phase=name, duration_ms=round(1000 * (time.perf_counter() - started), 1))
+        return result
+
+    # --- the steps that need more than one call ----------------------------------------------
+
+    def detect(self) -> Any:
+        from aim_engine.hardware import detect
+
+        hardware = detect(self.settings)
+        self.state.update(hardware=hardware.to_dict())
+        return hardware
+
+    def select(self, hardware: Any) -> Any:
+        from aim_engine.catalog import Catalog
+        from aim_engine.planner.select import select
+
+        plan = select(self.settings, hardware, Catalog.load(self.settings))
+        self.state.update(plan=plan.to_dict(), recipe={"id": plan.recipe.recipe_id, "why": list(plan.reasons),
+                                                       "synthesized": plan.synthesized,
+                                                       "fallback_hardware": plan.fallback_hardware})
+        self.log.info("plan", recipe=plan.recipe.recipe_id, engine=plan.engine, target=plan.target,
+                      checkpoint=plan.checkpoint, reasons=list(plan.reasons))
+        return plan
+
+    def warm(self, plan: Any) -> Any:
+        from aim_engine.cache import warm
+
+        def on_progress(progress: Any) -> None:
+            self.state.progress(**progress.to_dict(), final=progress.phase in ("complete", "waiting"))
+
+        result = warm(plan.checkpoint, self.settings, revision=self.settings.model_revision, on_progress=on_progress)
+        self.state.update(cache={"path": result.path, "commit": result.commit, "already_warm": result.already_warm,
+                                 "bytes": result.bytes, "downloaded_bytes": result.downloaded_bytes,
+                                 "offline": result.offline})
+        return result
+
+    def render(self, plan: Any, model_path: str, cache_warm: bool) -> Any:
+        from aim_engine.engines import render
+
+        launch = render(plan, self.settings, model_path, cache_warm)
+        public = launch.public_dict()
+        self.state.update(engine={**public, "name": launch.engine, "port": self.settings.port})
+        return launch
+
+    def exec(self, plan: Any, launch: Any) -> None:
+        """Replace this process with the engine. Returns only by raising."""
+        import shutil
+
+        binary = launch.argv[0]
+        if not shutil.which(binary, path=launch.env.get("PATH", os.defpath)):
+            raise AimError(f"engine binary {binary!r} ({launch.engine}) not found on PATH",
+                           hint="run the image's engine environment, or put the engine's virtualenv bin/ "
+                                "first on PATH (make run does)")
+        self.state.enter("engine_starting")
+        self.log.info("exec engine", recipe=plan.recipe.recipe_id, engine=launch.engine,
+                      argv=redact.mask_argv(launch.argv, redact.secret_values(launch.env)),
+                      boot_ms=round(1000 * (time.time() - self.state.started_at), 1))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for s in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, signal.SIG_DFL)
+        try:
+            os.execvpe(binary, launch.argv, launch.env)
+        except OSError as exc:
+            raise AimError(f"could not start the engine {binary!r}: {exc.strerror or exc}") from None
+
+    # --- endings -------------------------------------------------------------------------------
+
+    def failed(self, exc: BaseException, stream: TextIO) -> int:
+        """Record the failure, say it once, keep /status telling it for the grace period."""
+        if isinstance(exc, AimError):
+            code, message, hint, kind = exc.exit_code, exc.message, exc.hint, type(exc).__name__
+        else:   # a bug: the traceback goes to the log, /status carries the one-line summary
+            code, message, hint, kind = 1, f"{type(exc).__name__}: {exc}", "this is a bug in aim-engine", "bug"
+        self.state.fail(redact.mask_text(message, redact.secret_values()), hint, kind)
+        self.log.error("boot failed", phase=self.state.error["phase"] if self.state.error else None,
+                       error=message, hint=hint, exc_info=not isinstance(exc, AimError))
+        print(f"aim-engine: error: {exc}", file=stream, flush=True)
+        grace = self.settings.fail_grace if self.probe is not None else 0.0
+        if grace > 0:
+            self.log.info("keeping /status up before exiting", seconds=grace, port=self.settings.health_port)
+            try:
+                with stop_on_signals():
+                    time.sleep(grace)
+            except Stopped:
+                pass
+        return code
+
+    def stopped(self, stop: Stopped) -> int:
+        self.state.update(stopped_by=signal.Signals(stop.signum).name)
+        self.state.enter("stopped")
+        self.log.warning("boot stopped by signal", signal=signal.Signals(stop.signum).name,
+                         phase=self.state.phases[-2]["name"] if len(self.state.phases) > 1 else None)
+        return stop.exit_code
+
+
+def serve(settings: Settings, stream: TextIO | None = None) -> int:
+    """Boot and exec the engine; returns (an exit code) only when the boot fails or is stopped."""
+    stream = stream or sys.stderr
+    configure_from(settings)
+    boot = Boot(settings)
+    try:
+        with stop_on_signals():
+            boot.start_probes()
+            hardware = boot.phase("detecting", boot.detect)
+            plan = boot.phase("selecting", lambda: boot.select(hardware))
+            if plan.is_local_checkpoint:
+                model_path, offline = plan.checkpoint, True     # used in place: nothing to download
+                boot.log.info("local model directory: cache skipped", path=plan.checkpoint)
+            else:
+                result = boot.phase("downloading", lambda: boot.warm(plan))
+                model_path, offline = result.path, result.offline
+            launch = boot.phase("rendering", lambda: boot.render(plan, model_path, offline))
+            boot.exec(plan, launch)
+    except Stopped as stop:
+        return _exit_promptly(boot.stopped(stop))
+    except AimError as exc:
+        return _exit_promptly(boot.failed(exc, stream))
+    except Exception as exc:  # noqa: BLE001 — a bug still gets /status and a non-zero exit
+        return _exit_promptly(boot.failed(exc, stream))
+    return 1    # unreachable: exec returned without raising
+
+
+def _exit_promptly(code: int) -> int:
+    """Return `code`, or exit now when worker threads (an interrupted download) would make the
+    interpreter wait for them at shutdown."""
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+# --- the dry run -------------------------------------------------------------------------------
+
+def dry_run(settings: Settings) -> dict[str, Any]:
+    """Everything up to the exec except the probes and the download: what `serve` would run.
+
+    The engine command is rendered for a cold cache (the checkpoint by id) unless the model is a
+    local directory; `serve` points it at the warmed snapshot instead."""
+    configure_from(settings)
+    boot = Boot(settings)
+    try:
+        hardware = boot.detect()
+        plan = boot.select(hardware)
+        launch = boot.render(plan, plan.checkpoint, plan.is_local_checkpoint)
+    finally:
+        for child in boot.state_dir.glob("*"):
+            child.unlink()
+        boot.state_dir.rmdir()
+    return {
+        "hardware": hardware.to_dict(),
+        "settings": settings.public_dict(),
+        "plan": redact.mask(plan.to_dict()),
+        "launch": launch.public_dict(),
+        "cache": "skipped (local directory)" if plan.is_local_checkpoint else "not checked (dry run)",
+    }

@@ -1,0 +1,122 @@
+"""What each probe endpoint answers, as a pure function of the boot state and the engine check.
+
+Kept apart from the HTTP server so every rule is testable with plain dictionaries:
+
+- `/health/live`    200 while the agent (or, after the exec, the engine: the same PID) is alive.
+- `/health/ready`   200 only when the engine answers and lists the served model in /v1/models;
+                    503 with the phase otherwise.
+- `/health/startup` 200 once the engine has been ready (latched: a startup probe succeeds once,
+                    then liveness takes over); 503 with the phase before that and after a failure.
+- `/status`         200 with the whole state: phase, hardware, recipe and why, download progress,
+                    engine, timings, last error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ENDPOINTS = ("/health/live", "/health/ready", "/health/startup", "/status")
+
+
+@dataclass(frozen=True)
+class EngineCheck:
+    """One look at the engine's /v1/models."""
+
+    answering: bool                      # the engine answered HTTP at all
+    models: tuple[str, ...] = ()         # ids it lists
+    error: str | None = None             # why it did not answer (connection refused, 503, ...)
+    checked_at: float = 0.0
+
+    def lists(self, name: str | None) -> bool:
+        return self.answering and name is not None and name in self.models
+
+
+@dataclass
+class View:
+    """The probe's merged picture: the agent's last written state plus what the probe saw."""
+
+    state: dict[str, Any] | None
+    agent_alive: bool
+    check: EngineCheck | None = None
+    ever_ready: bool = False
+    ready_at: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def agent_phase(self) -> str:
+        return (self.state or {}).get("phase", "starting")
+
+    @property
+    def served_model_name(self) -> str | None:
+        return ((self.state or {}).get("engine") or {}).get("served_model_name")
+
+    @property
+    def ready(self) -> bool:
+        return self.agent_phase in ("engine_starting", "ready") and self.check is not None \
+            and self.check.lists(self.served_model_name)
+
+    @property
+    def phase(self) -> str:
+        if self.ready:
+            return "ready"
+        return self.agent_phase
+
+
+def models_from_payload(payload: Any) -> tuple[str, ...]:
+    """Model ids from an OpenAI `/v1/models` body ({"data": [{"id": ...}, ...]})."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+        return ()
+    return tuple(str(m["id"]) for m in payload["data"] if isinstance(m, dict) and "id" in m)
+
+
+def status_document(view: View) -> dict[str, Any]:
+    doc = dict(view.state or {"phase": "starting"})
+    doc["phase"] = view.phase
+    doc["ready"] = view.ready
+    doc["agent_phase"] = view.agent_phase
+    if view.check is not None:
+        doc["engine_check"] = {
+            "answering": view.check.answering,
+            "models": list(view.check.models),
+            "error": view.check.error,
+            "checked_at": view.check.checked_at,
+        }
+    if view.ready_at is not None:
+        doc["ready_at"] = view.ready_at
+        started = doc.get("started_at")
+        if isinstance(started, (int, float)):
+            doc.setdefault("timings", {})
+            doc["timings"] = {**doc["timings"], "to_ready": round(view.ready_at - started, 3)}
+    doc["probe"] = view.extra
+    return doc
+
+
+def respond(path: str, view: View) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, JSON body) for one request path."""
+    path = path.split("?", 1)[0].rstrip("/") or "/"
+    phase = view.phase
+    error = (view.state or {}).get("error")
+    if path == "/health/live":
+        if view.agent_alive:
+            return 200, {"live": True, "phase": phase}
+        return 503, {"live": False, "phase": phase}
+    if path == "/health/ready":
+        if view.ready:
+            return 200, {"ready": True, "phase": phase, "model": view.served_model_name}
+        body: dict[str, Any] = {"ready": False, "phase": phase}
+        if error:
+            body["error"] = error
+        elif view.check is not None and view.check.error:
+            body["engine"] = view.check.error
+        return 503, body
+    if path == "/health/startup":
+        if view.ever_ready and phase not in ("failed", "stopped"):
+            return 200, {"started": True, "phase": phase}
+        body = {"started": False, "phase": phase}
+        if error:
+            body["error"] = error
+        return 503, body
+    if path in ("/status", "/"):
+        return 200, status_document(view)
+    return 404, {"error": f"no such endpoint {path!r}", "endpoints": list(ENDPOINTS)}

@@ -1,0 +1,177 @@
+"""The probe process: a tiny stdlib HTTP server that outlives the agent's exec.
+
+It reads the agent's state file on every request, watches the engine's /v1/models itself once
+the agent has exec'd, and exits as soon as the process it watches (the agent, which becomes the
+engine: same PID) is gone — so it never outlives the container's main process.
+
+Stdlib only (http.server, urllib, threading): it must answer within the first second of a boot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from aim_engine.probes.logic import EngineCheck, View, models_from_payload, respond
+from aim_engine.state import read_state
+
+WATCH_INTERVAL_S = 0.2        # how quickly the probe notices its process is gone
+POLL_STARTING_S = 0.5         # engine polling while it starts
+POLL_READY_S = 10.0         # ... and once it is ready (kubelet probes ask fresh anyway)
+CHECK_TIMEOUT_S = 2.0
+
+
+def pid_alive(pid: int) -> bool:
+    """True when `pid` exists and is not a zombie (a dead engine its parent has not reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    # state is the field after the parenthesised command name
+    return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")
+
+
+def check_engine(url: str, timeout: float = CHECK_TIMEOUT_S) -> EngineCheck:
+    now = time.time()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback URL from our own state)
+            payload = json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return EngineCheck(answering=True, error=f"HTTP {exc.code}", checked_at=now)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return EngineCheck(answering=False, error=f"{type(exc).__name__}: {reason}", checked_at=now)
+    return EngineCheck(answering=True, models=models_from_payload(payload), checked_at=now)
+
+
+class Probe:
+    """Shared state of the probe process (the server threads and the two background loops)."""
+
+    def __init__(self, state_path: Path, watch_pid: int, cleanup_dir: Path | None = None) -> None:
+        self.state_path = state_path
+        self.watch_pid = watch_pid
+        self.cleanup_dir = cleanup_dir
+        self.parent_watch = watch_pid == os.getppid()
+        self.lock = threading.Lock()
+        self.check: EngineCheck | None = None
+        self.ever_ready = False
+        self.ready_at: float | None = None
+        self.stop = threading.Event()
+        self.started_at = time.time()
+
+    # --- facts ---------------------------------------------------------------------------------
+
+    def watched_alive(self) -> bool:
+        if self.parent_watch:
+            # Our parent did the exec, so the engine is our parent: once it dies we are
+            # re-parented at once (before anyone reaps it), which is the earliest sign.
+            return os.getppid() == self.watch_pid
+        return pid_alive(self.watch_pid)
+
+    def engine_url(self, state: dict[str, Any] | None) -> str | None:
+        if not state or state.get("phase") not in ("engine_starting", "ready"):
+            return None
+        return (state.get("engine") or {}).get("models_url")
+
+    def refresh(self, state: dict[str, Any] | None) -> None:
+        url = self.engine_url(state)
+        if url is None:
+            return
+        check = check_engine(url)
+        with self.lock:
+            self.check = check
+            name = ((state or {}).get("engine") or {}).get("served_model_name")
+            if check.lists(name) and not self.ever_ready:
+                self.ever_ready = True
+                self.ready_at = check.checked_at
+
+    def view(self, fresh: bool = False) -> View:
+        state = read_state(self.state_path)
+        if fresh:
+            self.refresh(state)
+        with self.lock:
+            return View(
+                state=state, agent_alive=self.watched_alive(), check=self.check,
+                ever_ready=self.ever_ready, ready_at=self.ready_at,
+                extra={"pid": os.getpid(), "watch_pid": self.watch_pid, "started_at": self.started_at},
+            )
+
+    # --- loops ---------------------------------------------------------------------------------
+
+    def poll_engine(self) -> None:
+        while not self.stop.is_set():
+            self.refresh(read_state(self.state_path))
+            self.stop.wait(POLL_READY_S if self.ever_ready else POLL_STARTING_S)
+
+    def watch(self, server: ThreadingHTTPServer) -> None:
+        while not self.stop.wait(WATCH_INTERVAL_S):
+            if not self.watched_alive():
+                self.stop.set()
+        server.shutdown()
+
+
+def make_handler(probe: Probe) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "aim-engine-probe"
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+            path = self.path.split("?", 1)[0]
+            view = probe.view(fresh=path.rstrip("/") == "/health/ready")
+            code, body = respond(path, view)
+            data = json.dumps(body, default=str).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_HEAD = do_GET
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: kubelet probes every few seconds
+            pass
+
+    return Handler
+
+
+def serve(sock: socket.socket, state_path: Path, watch_pid: int, cleanup_dir: Path | None = None) -> int:
+    """Serve the probes on an already listening socket until the watched process is gone."""
+    probe = Probe(state_path, watch_pid, cleanup_dir)
+    server = ThreadingHTTPServer(sock.getsockname()[:2], make_handler(probe), bind_and_activate=False)
+    server.socket.close()
+    server.socket = sock
+    server.daemon_threads = True
+    threading.Thread(target=probe.poll_engine, name="engine-poll", daemon=True).start()
+    threading.Thread(target=probe.watch, args=(server,), name="watch", daemon=True).start()
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        probe.stop.set()
+        server.server_close()
+        if cleanup_dir is not None:
+            for child in cleanup_dir.glob("*"):
+                try:
+                    child.unlink()
+                except OSError:
+                    pass
+            try:
+                cleanup_dir.rmdir()
+            except OSError:
+                pass
+    return 0

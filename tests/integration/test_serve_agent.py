@@ -1,0 +1,306 @@
+"""`aim-engine serve` through the real entrypoint, with a fake engine binary on PATH.
+
+Everything here is real except the engine: real processes, the real probe process on a real
+port, the real huggingface_hub client against the local hub server, real signals. The fake
+`vllm` (tests/e2e/harness.py) records its PID, argv and environment, so the exec itself is
+checked: same PID as the agent, the rendered flags, HF_HUB_OFFLINE. The real vLLM runs in
+tests/e2e/test_serve_vllm.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import (Agent, base_env, fake_engine_dir, free_port, pid_running, start_agent,
+                               wait_until)
+from tests.support.hf_server import Fault, HubServer
+from tests.support.tiny_repo import make_repo
+
+REPO_ID = "aim-test/tiny"
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_repo(tmp_path_factory.mktemp("repo") / "tiny", shards=2, shard_bytes=200_000).path
+
+
+@pytest.fixture(scope="module")
+def hub(tiny_repo: Path):
+    with HubServer() as server:
+        server.add_repo(REPO_ID, tiny_repo)
+        yield server
+
+
+@pytest.fixture
+def fake_bin(tmp_path: Path) -> Path:
+    return fake_engine_dir(tmp_path / "bin")
+
+
+@pytest.fixture
+def agents():
+    started: list[Agent] = []
+    yield started
+    for agent in started:
+        agent.kill_tree()
+
+
+def _env(tmp_path: Path, fake_bin: Path | None, **extra: str) -> dict[str, str]:
+    record = tmp_path / "engine.json"
+    env = base_env({"FAKE_ENGINE_RECORD": str(record), "AIM_FAIL_GRACE": "60", **extra},
+                   path_prefix=[fake_bin] if fake_bin else None)
+    if fake_bin is None:  # no engine anywhere on PATH: only the system directories
+        env["PATH"] = "/usr/bin:/bin"
+    return env
+
+
+def _record(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "engine.json").read_text())
+
+
+def _probe_pid(status: dict) -> int:
+    return int(status["probe"]["pid"])
+
+
+# --- the happy path ------------------------------------------------------------------------------
+
+def test_boot_execs_the_engine_in_place_and_probes_follow_it(tmp_path, fake_bin, hub, agents):
+    token = "hf_" + "s" * 30
+    hub.add_token(token, grant=[REPO_ID])
+    env = _env(tmp_path, fake_bin, AIM_MODEL_ID=REPO_ID, HF_ENDPOINT=hub.url,
+               FAKE_ENGINE_MODE="serve", FAKE_ENGINE_DELAY="1.5", HF_TOKEN=token)
+    agent = start_agent(tmp_path, env)
+    agents.append(agent)
+
+    # Probes answer from the first second, before the engine exists.
+    first = wait_until(lambda: agent.probe("/health/live")[0] == 200, 10, 0.05, "live probe")
+    assert first
+    starting = agent.wait_phase("engine_starting", timeout=60)
+    assert agent.probe("/health/ready")[0] == 503
+    assert agent.probe("/health/startup")[0] == 503
+    ready = agent.wait_phase("ready", timeout=30)
+    code, body = agent.probe("/health/ready")
+    assert (code, body["model"]) == (200, REPO_ID)
+    assert agent.probe("/health/startup")[0] == 200
+
+    # The engine replaced the agent: same PID, our flags, a warm cache and no token.
+    record = _record(tmp_path)
+    assert record["pid"] == agent.pid
+    argv = record["argv"]
+    assert argv[1] == "serve" and Path(argv[2]).is_dir() and "snapshots" in argv[2]
+    assert argv[argv.index("--port") + 1] == str(agent.port)
+    assert argv[argv.index("--served-model-name") + 1] == REPO_ID
+    assert record["env"]["HF_HUB_OFFLINE"] == "1"
+    assert record["env"]["HF_HOME"] == str(tmp_path / "cache" / "huggingface")
+    assert "HF_TOKEN" not in record["env"]
+
+    # /status tells the whole story, secrets masked.
+    names = [p["name"] for p in ready["phases"]]
+    assert names == ["starting", "detecting", "selecting", "downloading", "rendering", "engine_starting"]
+    assert set(ready["timings"]) >= {"detecting", "selecting", "downloading", "rendering", "to_ready"}
+    assert ready["recipe"]["id"] and ready["recipe"]["why"]
+    assert ready["hardware"]["cpu"]["cores"] >= 1
+    assert ready["download"]["phase"] == "complete" and ready["download"]["bytes_total"] > 0
+    assert ready["engine"]["argv"][1:3] == ["serve", argv[2]]
+    assert "s" * 30 not in json.dumps(ready) and ready["settings"]["hf_token"] == "***"
+    assert starting["engine"]["served_model_name"] == REPO_ID
+
+    # The log: every phase once, and the final line names recipe, engine and argv.
+    events = [json.loads(line) for line in agent.log_path.read_text().splitlines() if line.startswith("{")]
+    done = [e["phase"] for e in events if e.get("event") == "phase done"]
+    assert done == ["detecting", "selecting", "downloading", "rendering"]
+    last = [e for e in events if e.get("event") == "exec engine"]
+    assert len(last) == 1 and last[0]["engine"] == "vllm" and last[0]["recipe"] == ready["recipe"]["id"]
+    assert "s" * 30 not in agent.log_path.read_text()
+
+    # SIGTERM belongs to the engine now: it exits 0, and the probe process follows it.
+    probe_pid = _probe_pid(ready)
+    agent.signal(signal.SIGTERM)
+    assert agent.wait(30) == 0
+    wait_until(lambda: not pid_running(probe_pid), 10, 0.1, "probe process to exit")
+
+
+def test_second_boot_of_a_warm_cache_makes_no_hub_requests(tmp_path, fake_bin, hub, agents):
+    env = _env(tmp_path, fake_bin, AIM_MODEL_ID=REPO_ID, HF_ENDPOINT=hub.url, FAKE_ENGINE_MODE="record")
+    first = start_agent(tmp_path, env)
+    agents.append(first)
+    assert first.wait(60) == 0, first.log()
+    hub.reset_stats()
+    second = start_agent(tmp_path, env)
+    agents.append(second)
+    assert second.wait(60) == 0, second.log()
+    assert hub.stats()["requests"] == 0
+    assert _record(tmp_path)["env"]["HF_HUB_OFFLINE"] == "1"
+
+
+def test_local_directory_skips_the_cache(tmp_path, fake_bin, tiny_repo, agents):
+    env = _env(tmp_path, fake_bin, AIM_MODEL_ID=str(tiny_repo), AIM_SERVED_MODEL_NAME="tiny",
+               FAKE_ENGINE_MODE="record", HF_ENDPOINT="http://127.0.0.1:9")  # no hub at all
+    agent = start_agent(tmp_path, env)
+    agents.append(agent)
+    assert agent.wait(60) == 0, agent.log()
+    record = _record(tmp_path)
+    assert record["argv"][2] == str(tiny_repo)
+    assert record["env"]["HF_HUB_OFFLINE"] == "1"
+    assert not (tmp_path / "cache" / "huggingface" / "hub").exists() or \
+        not any((tmp_path / "cache" / "huggingface" / "hub").iterdir())
+    assert '"phase": "downloading"' not in agent.log_path.read_text()
+
+
+def test_dry_run_prints_the_plan_and_starts_nothing(tmp_path, fake_bin, tiny_repo, aim_cli):
+    env = _env(tmp_path, fake_bin, AIM_MODEL_ID=str(tiny_repo), FAKE_ENGINE_MODE="record")
+    port = free_port()
+    env["AIM_HEALTH_PORT"] = str(port)
+    out = subprocess.run([*aim_cli, "serve", "--dry-run", "--json"], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["plan"]["target"] == "cpu" and data["launch"]["argv"][1] == "serve"
+    assert not (tmp_path / "engine.json").exists()          # the engine never ran
+    text = subprocess.run([*aim_cli, "serve", "--dry-run"], env=env, capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0 and "recipe:" in text.stdout and "command:" in text.stdout
+
+
+# --- failures through the real entrypoint -------------------------------------------------------
+
+def _expect_failure(agent: Agent, words: list[str], failed_phase: str, code: int | None = None) -> dict:
+    """The boot fails: /status explains it while the process lingers; SIGTERM then ends it with
+    the failure's exit code; stderr carries the same message."""
+    status = agent.wait_phase("failed", timeout=90)
+    error = status["error"]
+    assert error["phase"] == failed_phase
+    message = (error["message"] + " " + (error["hint"] or "")).lower()
+    for word in words:
+        assert word.lower() in message, (word, error)
+    assert agent.probe("/health/ready")[0] == 503
+    assert agent.probe("/health/ready")[1]["error"]["message"] == error["message"]
+    assert agent.probe("/health/live")[0] == 200
+    probe_pid = _probe_pid(status)
+    agent.signal(signal.SIGTERM)                      # ends the grace period early
+    rc = agent.wait(30)
+    assert rc != 0 and (code is None or rc == code)
+    assert "aim-engine: error:" in agent.log() and "Traceback" not in agent.log()
+    wait_until(lambda: not pid_running(probe_pid), 10, 0.1, "probe process to exit")
+    return status
+
+
+def test_unknown_model(tmp_path, fake_bin, hub, agents):
+    agent = start_agent(tmp_path, _env(tmp_path, fake_bin, AIM_MODEL_ID="nobody/nothing", HF_ENDPOINT=hub.url))
+    agents.append(agent)
+    _expect_failure(agent, ["nobody/nothing", "no such model"], "selecting", code=1)
+
+
+def test_no_fitting_recipe(tmp_path, fake_bin, agents):
+    env = _env(tmp_path, fake_bin, AIM_MODEL_ID="meta-llama/Llama-3.1-405B-Instruct",
+               AIM_GPU_MODEL="MI210", AIM_GPU_COUNT="1")
+    agent = start_agent(tmp_path, env)
+    agents.append(agent)
+    _expect_failure(agent, ["does not fit"], "selecting", code=1)
+
+
+def test_download_error(tmp_path, fake_bin, hub, agents):
+    hub.add_fault(Fault(path="*.safetensors", status=403))
+    try:
+        agent = start_agent(tmp_path, _env(tmp_path, fake_bin, AIM_MODEL_ID=REPO_ID, HF_ENDPOINT=hub.url))
+        agents.append(agent)
+        _expect_failure(agent, [REPO_ID], "downloading", code=1)
+    finally:
+        hub.clear_faults()
+    snapshots = list((tmp_path / "cache" / "huggingface" / "hub").rglob("*.safetensors"))
+    assert all(p.stat().st_size > 0 for p in snapshots)   # nothing half-written is visible
+
+
+def test_engine_binary_missing(tmp_path, tiny_repo, agents):
+    agent = start_agent(tmp_path, _env(tmp_path, None, AIM_MODEL_ID=str(tiny_repo)))
+    agents.append(agent)
+    _expect_failure(agent, ["vllm", "not found on PATH"], "rendering", code=1)
+
+
+def test_engine_exit_code_propagates(tmp_path, fake_bin, tiny_repo, agents):
+    env = _env(tmp_path, fake_bin, AIM_MODEL_ID=str(tiny_repo), FAKE_ENGINE_MODE="exit:3",
+               FAKE_ENGINE_DELAY="2")
+    agent = start_agent(tmp_path, env)
+    agents.append(agent)
+    status = agent.wait_phase("engine_starting", timeout=60)   # while the engine lives, /status says so
+    assert status["engine"]["argv"][1] == "serve"
+    assert agent.wait(60) == 3
+    assert "failing on purpose" in agent.log()
+    wait_until(lambda: not pid_running(_probe_pid(status)), 10, 0.1, "probe process to exit")
+
+
+def test_bad_settings_exit_2_with_every_problem(tmp_path, aim_cli):
+    env = base_env({"AIM_PORT": "eighty", "AIM_PRECISION": "fp7", "AIM_MODEL_ID": "x/y"})
+    out = subprocess.run([*aim_cli, "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "AIM_PORT='eighty'" in out.stderr and "AIM_PRECISION='fp7'" in out.stderr
+
+
+def test_health_port_in_use_is_a_clear_error(tmp_path, fake_bin, tiny_repo):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        env = _env(tmp_path, fake_bin, AIM_MODEL_ID=str(tiny_repo), AIM_HEALTH_PORT=str(port))
+        agent = start_agent(tmp_path, env)
+        assert agent.wait(30) == 1
+    assert f"cannot listen for health probes on 0.0.0.0:{port}" in agent.log()
+
+
+# --- signals before the exec --------------------------------------------------------------------
+
+def test_sigterm_during_download_stops_promptly_and_leaves_the_cache_consistent(tmp_path, fake_bin, hub, agents):
+    hub.add_fault(Fault(path="*.safetensors", rate=20_000))   # 200 kB shards take ~10 s each
+    try:
+        env = _env(tmp_path, fake_bin, AIM_MODEL_ID=REPO_ID, HF_ENDPOINT=hub.url, AIM_LOCK_TIMEOUT="20")
+        agent = start_agent(tmp_path, env)
+        agents.append(agent)
+        wait_until(lambda: ((agent.status() or {}).get("download") or {}).get("bytes_done", 0) > 0, 60, 0.1,
+                   "download progress in /status")
+        probe_pid = _probe_pid(agent.status())
+        started = time.monotonic()
+        agent.signal(signal.SIGTERM)
+        assert agent.wait(30) == 128 + signal.SIGTERM
+        stopped_in = time.monotonic() - started
+        assert "boot stopped by signal" in agent.log()
+        wait_until(lambda: not pid_running(probe_pid), 10, 0.1, "probe process to exit")
+    finally:
+        hub.clear_faults()
+    assert stopped_in < 15   # generous bound: "promptly" means not after the download finishes (~10 s/shard)
+
+    # The lock is free and nothing looks complete: the next boot downloads what is missing and runs.
+    env["FAKE_ENGINE_MODE"] = "record"
+    again = start_agent(tmp_path, env)
+    agents.append(again)
+    assert again.wait(60) == 0, again.log()
+    assert _record(tmp_path)["env"]["HF_HUB_OFFLINE"] == "1"
+
+
+def _blocking_sysfs(root: Path) -> Path:
+    """A sysfs tree whose first KFD node's properties file is a FIFO: reading it blocks, so
+    detection hangs until a signal arrives (a real hang, no sleep injected into the agent)."""
+    node = root / "sys/class/kfd/kfd/topology/nodes/0"
+    node.mkdir(parents=True)
+    os.mkfifo(node / "properties")
+    return root
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_during_detection_stops_promptly(tmp_path, fake_bin, tiny_repo, agents, signum):
+    env = _env(tmp_path, fake_bin, AIM_MODEL_ID=str(tiny_repo), AIM_SYSFS_ROOT=str(_blocking_sysfs(tmp_path / "sys")))
+    agent = start_agent(tmp_path, env)
+    agents.append(agent)
+    status = agent.wait_phase("detecting", timeout=30)
+    time.sleep(0.3)
+    agent.signal(signum)
+    assert agent.wait(15) == 128 + signum
+    wait_until(lambda: not pid_running(_probe_pid(status)), 10, 0.1, "probe process to exit")
+    assert not (tmp_path / "engine.json").exists()
