@@ -43,10 +43,14 @@ class Document:
     obj: Any = None                 # the typed Recipe/Model, only when the schema passed
     salvaged: Any = None            # a best-effort Recipe from a document that failed the schema
     _lines: LineMap | None = None
+    _display: str | None = None
 
     @property
     def display(self) -> str:
-        return display_path(self.path)
+        """The path as shown in problems (computed once: resolving paths is not free)."""
+        if self._display is None:
+            self._display = display_path(self.path)
+        return self._display
 
     @property
     def schema_ok(self) -> bool:
@@ -80,7 +84,22 @@ def _validator(schema_path: Path) -> Any:
     schema = json.loads(schema_path.read_text(encoding="utf-8"))
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
-    return cls(schema)
+    # Local `#/$defs/...` references are inlined once: resolving a $ref on every descent is
+    # a large share of validation time over a thousand documents.
+    return cls(_inline_refs(schema, schema.get("$defs", {})))
+
+
+def _inline_refs(node: Any, defs: dict[str, Any], depth: int = 0) -> Any:
+    if depth > 20:  # a recursive schema: leave the remaining references to jsonschema
+        return node
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs and len(node) == 1:
+            return _inline_refs(defs[ref[8:]], defs, depth + 1)
+        return {k: (v if k == "$defs" else _inline_refs(v, defs, depth)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(v, defs, depth) for v in node]
+    return node
 
 
 def schema_path(kind: str) -> Path:
