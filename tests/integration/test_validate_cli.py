@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parent.parent.parent
 RECIPES = REPO / "recipes"
 MODELS = REPO / "models"
 SEED_RECIPE = RECIPES / "qwen3-32b-mi250-bf16.yaml"
+FROZEN_RECIPE = REPO / "tests" / "fixtures" / "catalog" / "good" / "qwen3-32b-mi250-bf16.yaml"
 SELECTOR = [sys.executable, "-c", "import sys; from aim_engine.seed_cli import main; sys.exit(main())"]
 
 
@@ -26,7 +27,7 @@ def run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess
 
 @pytest.fixture
 def broken(tmp_path) -> Path:
-    data = yaml.safe_load(SEED_RECIPE.read_text())
+    data = yaml.safe_load(FROZEN_RECIPE.read_text())
     data["hardware"] = "MI300X"                                  # name says mi250
     data["vllm_serve"]["2_gpu"]["args"]["--tensor-parallel-size"] = "4"
     data["vllm_serve"]["2_gpu"]["args"]["--max-num-seq"] = "8"  # typo of --max-num-seqs
