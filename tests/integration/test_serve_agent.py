@@ -206,11 +206,11 @@ def test_no_fitting_recipe(tmp_path, fake_bin, agents):
 
 
 def test_download_error(tmp_path, fake_bin, hub, agents):
-    hub.add_fault(Fault(path="*.safetensors", status=403))
+    hub.add_fault(Fault(path="*.safetensors", method="GET", status=403))
     try:
         agent = start_agent(tmp_path, _env(tmp_path, fake_bin, AIM_MODEL_ID=REPO_ID, HF_ENDPOINT=hub.url))
         agents.append(agent)
-        _expect_failure(agent, [REPO_ID], "downloading", code=1)
+        _expect_failure(agent, [REPO_ID, "HTTP 403"], "downloading", code=1)
     finally:
         hub.clear_faults()
     snapshots = list((tmp_path / "cache" / "huggingface" / "hub").rglob("*.safetensors"))
