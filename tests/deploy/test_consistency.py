@@ -1,0 +1,86 @@
+"""Consistency by construction: every deployment file uses the agent's own ports, probe paths,
+variable names and cache path. Both sides are read: the agent's defaults from its code, the
+deployment values from the files."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from aim_engine import probes
+from aim_engine.settings import DEFAULT_CACHE_PATH, DEFAULT_HEALTH_PORT, DEFAULT_PORT, VARIABLES
+from tests.deploy.manifests import CHART, DOCKER, load, render_chart
+
+KNOWN_VARIABLES = {v.name for v in VARIABLES}
+AGENT_PROBE_PATHS = {probes.LIVE_PATH, probes.READY_PATH, probes.STARTUP_PATH}
+
+
+def _pod_specs():
+    """(source, pod spec) for every workload in docker/: plain manifests, KServe, Helm defaults."""
+    out = []
+    for path in sorted((DOCKER / "kubernetes").glob("*.yaml")):
+        for doc in load(path):
+            if doc["kind"] in ("Deployment", "Job"):
+                out.append((path.name, doc["spec"]["template"]["spec"]))
+    runtime = load(DOCKER / "kserve/clusterservingruntime.yaml")[0]
+    out.append(("clusterservingruntime.yaml", runtime["spec"]))
+    for doc in render_chart():
+        if doc["kind"] in ("Deployment", "Job"):
+            out.append((f"helm:{doc['kind']}", doc["spec"]["template"]["spec"]))
+    return out
+
+
+def _env_names(container):
+    return {e["name"] for e in container.get("env", [])}
+
+
+@pytest.mark.parametrize("source,pod", _pod_specs(), ids=lambda x: x if isinstance(x, str) else "")
+def test_ports_probes_cache_and_names_match_the_agent(source, pod):
+    container = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    unknown = {n for n in env if n.startswith("AIM_")} - KNOWN_VARIABLES
+    assert not unknown, f"{source} sets variables the agent does not read: {unknown}"
+    assert env.get("AIM_CACHE_PATH", DEFAULT_CACHE_PATH) == DEFAULT_CACHE_PATH
+    if "AIM_PORT" in env:
+        assert int(env["AIM_PORT"]) == DEFAULT_PORT
+    if "AIM_HEALTH_PORT" in env:
+        assert int(env["AIM_HEALTH_PORT"]) == DEFAULT_HEALTH_PORT
+    mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+    if container.get("args") != ["serve"] or "model-cache" in {m["name"] for m in container.get("volumeMounts", [])}:
+        assert DEFAULT_CACHE_PATH in mounts, f"{source} does not mount the cache at {DEFAULT_CACHE_PATH}"
+    if container.get("args") == ["serve"]:
+        ports = {p["containerPort"] for p in container["ports"]}
+        assert ports == {DEFAULT_PORT, DEFAULT_HEALTH_PORT}
+        seen = set()
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            get = container[probe]["httpGet"]
+            port = get["port"]
+            if isinstance(port, str):
+                port = next(p["containerPort"] for p in container["ports"] if p["name"] == port)
+            assert port == DEFAULT_HEALTH_PORT, f"{source} {probe} targets port {port}"
+            seen.add(get["path"])
+        assert seen == AGENT_PROBE_PATHS
+
+
+def test_dockerfile_matches_the_agent_defaults():
+    text = (DOCKER / "Dockerfile").read_text()
+    assert f"AIM_CACHE_PATH={DEFAULT_CACHE_PATH}" in text
+    assert f"AIM_PORT={DEFAULT_PORT}" in text and f"AIM_HEALTH_PORT={DEFAULT_HEALTH_PORT}" in text
+    assert re.search(rf"^EXPOSE {DEFAULT_PORT} {DEFAULT_HEALTH_PORT}$", text, re.M)
+    assert f'VOLUME ["{DEFAULT_CACHE_PATH}"]' in text
+    assert probes.LIVE_PATH in text
+
+
+def test_every_aim_variable_in_docker_material_is_one_the_agent_reads():
+    for path in DOCKER.rglob("*"):
+        if path.is_file() and path.suffix in (".yaml", ".json", ".tpl", ".txt", "") :
+            for name in set(re.findall(r"\bAIM_[A-Z_]+\b", path.read_text())):
+                assert name in KNOWN_VARIABLES, f"{path.relative_to(DOCKER)} names {name}, unknown to the agent"
+
+
+def test_helm_defaults_match_the_agent():
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["ports"] == {"http": DEFAULT_PORT, "health": DEFAULT_HEALTH_PORT}
+    assert values["cache"]["path"] == DEFAULT_CACHE_PATH
