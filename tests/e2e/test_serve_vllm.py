@@ -1,0 +1,151 @@
+"""End to end: `aim-engine serve` execs the real `vllm serve` (CPU build) on the tiny demo Llama.
+
+The model is served as a repo by the local HF-compatible hub, so the boot does everything it does
+in production: detect (no GPU -> CPU plan), select (a synthesized recipe from config.json),
+warm the cache under its lock, render, exec. Two real vLLM boots in total (each costs 20-60 s of
+CPU on a 2-core machine), with the assertions grouped:
+
+1. cold cache: probes gate readiness on /v1/models, the OpenAI API answers (completions, chat,
+   streaming), /status shows the phases, SIGTERM exits 0 and leaves no process behind;
+2. warm cache: zero hub requests, and the engine process runs with HF_HUB_OFFLINE=1.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import (Agent, base_env, build_demo_model, descendants, environ_of, pid_running,
+                               start_agent, wait_until)
+from tests.support.hf_server import HubServer
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+REPO_ID = "aim-test/tiny-llama"
+READY_TIMEOUT = 600     # a loaded 2-core machine can take minutes
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory):
+    from tests.conftest import engine_venv
+
+    venv = engine_venv("vllm")
+    root = tmp_path_factory.mktemp("serve-e2e")
+    model = build_demo_model(venv / "bin" / "python", root / "demo-model")
+    with HubServer() as hub:
+        hub.add_repo(REPO_ID, model)
+        yield {"venv": venv, "root": root, "hub": hub, "cache": root / "cache"}
+
+
+def _start(world: dict, name: str) -> Agent:
+    env = base_env({"AIM_MODEL_ID": REPO_ID, "HF_ENDPOINT": world["hub"].url,
+                    "AIM_CACHE_PATH": str(world["cache"])}, path_prefix=[world["venv"] / "bin"])
+    return start_agent(world["root"] / name, env)
+
+
+def _wait_ready_watching_the_gate(agent: Agent) -> dict:
+    """Poll until ready; every 200 from /health/ready must be backed by /v1/models listing the
+    model (the probe checked first, and a started engine does not un-list it)."""
+    agent.wait_listening()
+    not_ready = 0
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if agent.proc.poll() is not None:
+            raise AssertionError(f"agent/engine exited {agent.proc.returncode}:\n{agent.log()}")
+        agent.status()
+        code, body = agent.probe("/health/ready")
+        if code == 200:
+            models = agent.engine("/v1/models")[1]
+            assert REPO_ID in [m["id"] for m in models["data"]]
+            assert not_ready > 0, "never saw the probe say not-ready before the engine was up"
+            return body
+        assert code == 503 and body["ready"] is False
+        not_ready += 1
+        time.sleep(0.25)
+    raise AssertionError(f"not ready after {READY_TIMEOUT}s:\n{agent.log()}")
+
+
+def _stream_chat(agent: Agent) -> list[dict]:
+    payload = {"model": REPO_ID, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5, "stream": True}
+    request = urllib.request.Request(f"http://127.0.0.1:{agent.port}/v1/chat/completions",
+                                     data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+    chunks, done = [], False
+    with urllib.request.urlopen(request, timeout=120) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        for raw in response:
+            line = raw.decode().strip()
+            if not line:
+                continue
+            assert line.startswith("data: ")
+            if line == "data: [DONE]":
+                done = True
+                break
+            chunks.append(json.loads(line[len("data: "):]))
+    assert done
+    return chunks
+
+
+def _stop_and_check_nothing_is_left(agent: Agent, status: dict) -> None:
+    tree = descendants(agent.pid) | {int(status["probe"]["pid"])}
+    agent.signal(signal.SIGTERM)
+    assert agent.wait(120) == 0, agent.log()
+    wait_until(lambda: not any(pid_running(p) for p in tree), 30, 0.2, f"processes {sorted(tree)} to exit")
+
+
+def test_cold_boot_serves_the_openai_api_behind_the_probes(world):
+    agent = _start(world, "cold")
+    try:
+        _wait_ready_watching_the_gate(agent)
+        assert agent.probe("/health/startup")[0] == 200
+        assert agent.probe("/health/live")[0] == 200
+
+        code, completion = agent.engine("/v1/completions", {"model": REPO_ID, "prompt": "Hello", "max_tokens": 5})
+        assert code == 200, completion
+        assert completion["object"] == "text_completion" and isinstance(completion["choices"][0]["text"], str)
+        assert 0 < completion["usage"]["completion_tokens"] <= 5
+
+        code, chat = agent.engine("/v1/chat/completions", {
+            "model": REPO_ID, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5})
+        assert code == 200, chat
+        assert chat["object"] == "chat.completion"
+        assert chat["choices"][0]["message"]["role"] == "assistant"
+        assert isinstance(chat["choices"][0]["message"]["content"], str)
+
+        chunks = _stream_chat(agent)
+        assert chunks and all(c["object"] == "chat.completion.chunk" for c in chunks)
+        assert chunks[-1]["choices"][0]["finish_reason"] in ("length", "stop")
+
+        status = agent.status()
+        assert status["phase"] == "ready" and status["ready"] is True
+        assert [p["name"] for p in status["phases"]] == [
+            "starting", "detecting", "selecting", "downloading", "rendering", "engine_starting"]
+        assert status["hardware"]["devices"] == [] and status["plan"]["target"] == "cpu"
+        assert status["download"]["phase"] == "complete" and status["cache"]["already_warm"] is False
+        assert status["timings"]["to_ready"] > 0
+        assert agent.seen_phases[-1] == "ready" and "engine_starting" in agent.seen_phases
+
+        env = environ_of(agent.pid)          # the engine holds the agent's PID
+        assert env["VLLM_TARGET_DEVICE"] == "cpu" and env["HF_HUB_OFFLINE"] == "1"
+        _stop_and_check_nothing_is_left(agent, status)
+    finally:
+        agent.kill_tree()
+
+
+def test_warm_boot_makes_no_hub_requests_and_runs_the_engine_offline(world):
+    world["hub"].reset_stats()
+    agent = _start(world, "warm")
+    try:
+        _wait_ready_watching_the_gate(agent)
+        assert world["hub"].stats()["requests"] == 0
+        assert environ_of(agent.pid)["HF_HUB_OFFLINE"] == "1"
+        status = agent.status()
+        assert status["cache"]["already_warm"] is True
+        assert status["engine"]["argv"][2].startswith(str(world["cache"]))   # the engine reads the warmed cache
+        _stop_and_check_nothing_is_left(agent, status)
+    finally:
+        agent.kill_tree()
