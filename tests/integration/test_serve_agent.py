@@ -257,7 +257,8 @@ def test_health_port_in_use_is_a_clear_error(tmp_path, fake_bin, tiny_repo):
 
 # --- signals before the exec --------------------------------------------------------------------
 
-def test_sigterm_during_download_stops_promptly_and_leaves_the_cache_consistent(tmp_path, fake_bin, hub, agents):
+def test_sigterm_during_download_stops_promptly_and_leaves_the_cache_consistent(tmp_path, fake_bin, hub, tiny_repo,
+                                                                                agents):
     hub.add_fault(Fault(path="*.safetensors", rate=20_000))   # 200 kB shards take ~10 s each
     try:
         env = _env(tmp_path, fake_bin, AIM_MODEL_ID=REPO_ID, HF_ENDPOINT=hub.url, AIM_LOCK_TIMEOUT="20")
@@ -275,6 +276,13 @@ def test_sigterm_during_download_stops_promptly_and_leaves_the_cache_consistent(
     finally:
         hub.clear_faults()
     assert stopped_in < 15   # generous bound: "promptly" means not after the download finishes (~10 s/shard)
+
+    # Nothing half-written is visible in the snapshot: every file there is whole.
+    hub_dir = tmp_path / "cache" / "huggingface" / "hub"
+    for path in hub_dir.glob("models--aim-test--tiny/snapshots/*/**/*"):
+        if path.is_file():
+            source = tiny_repo / path.relative_to(next(p for p in path.parents if p.parent.name == "snapshots"))
+            assert path.stat().st_size == source.stat().st_size, path
 
     # The lock is free and nothing looks complete: the next boot downloads what is missing and runs.
     env["FAKE_ENGINE_MODE"] = "record"
