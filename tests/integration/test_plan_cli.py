@@ -117,6 +117,28 @@ def test_plan_text_explains_and_masks_secrets(env: dict[str, str]) -> None:
     assert "PATH=" not in text          # only what the agent sets, not the whole environment
 
 
+def test_plan_on_a_mixed_node_restricts_the_engine_to_the_chosen_gpus(env: dict[str, str], tmp_path: Path) -> None:
+    """A real sysfs tree (4x MI300X, 2x MI210, a Radeon) with ROCR_VISIBLE_DEVICES putting the
+    MI210s first: the engine gets HIP=CUDA_VISIBLE_DEVICES indexing the MI300X group inside the
+    ROCR-visible list, and ROCR_VISIBLE_DEVICES untouched."""
+    from tests.support import fake_amdsmi, sysfs_tree
+
+    root = tmp_path / "mixed"
+    sysfs_tree.build("mixed", root)
+    base = {k: v for k, v in env.items() if not k.startswith(("ROCR_", "HIP_", "CUDA_"))}
+    base.update(AIM_SYSFS_ROOT=str(root), ROCR_VISIBLE_DEVICES="4,5,0,1,2,3",
+                PYTHONPATH=os.pathsep.join([str(fake_amdsmi.BROKEN), *filter(None, [env.get("PYTHONPATH")])]))
+    out = json.loads(_ok(aim(base, "plan", "--json", AIM_MODEL_ID="acme70b")).stdout)
+    plan, launch = out["plan"], out["launch"]
+    assert (out["hardware"]["gpu_model"], out["hardware"]["gpu_count"], out["hardware"]["visible_count"]) == \
+        ("MI300X", 4, 6)
+    assert plan["tensor_parallel"] == 4 and plan["visible_devices"] == "2,3,4,5"
+    assert launch["env"]["HIP_VISIBLE_DEVICES"] == launch["env"]["CUDA_VISIBLE_DEVICES"] == "2,3,4,5"
+    assert "ROCR_VISIBLE_DEVICES" not in launch["env"]            # not changed by the agent
+    text = _ok(aim(base, "plan", AIM_MODEL_ID="acme70b")).stdout
+    assert "  HIP_VISIBLE_DEVICES=2,3,4,5" in text and "  CUDA_VISIBLE_DEVICES=2,3,4,5" in text
+
+
 def test_fp8_on_mi250_is_a_clean_error(env: dict[str, str]) -> None:
     proc = aim(env, "plan", AIM_MODEL_ID="acme70b", AIM_GPU_MODEL="MI250", AIM_GPU_COUNT="8", AIM_PRECISION="fp8")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr

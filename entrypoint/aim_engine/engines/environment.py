@@ -1,9 +1,16 @@
 """The engine's environment: the agent's own, plus the cache contract and tuning defaults.
 
 Precedence, strongest first:
-1. the cache contract, always set by the agent: `HF_HOME`/`HF_HUB_CACHE` point at the cache the
-   agent warmed (a user's different `HF_HOME` would make the engine read another cache), and
-   `HF_HUB_OFFLINE=1` once that cache is warm (zero network at boot);
+1. what the agent owns, always set by it:
+   - the cache contract: `HF_HOME`/`HF_HUB_CACHE` point at the cache the agent warmed (a user's
+     different `HF_HOME` would make the engine read another cache), and `HF_HUB_OFFLINE=1` once
+     that cache is warm (zero network at boot);
+   - GPU visibility: the plan's `visible_devices` goes into BOTH `HIP_VISIBLE_DEVICES` and
+     `CUDA_VISIBLE_DEVICES` (vLLM refuses to start when they differ). The value indexes the
+     ROCR-visible list, so `ROCR_VISIBLE_DEVICES` is left exactly as the user set it (HIP applies
+     its list on top of ROCR's; the agent already composed the two when it detected). Without a
+     restriction, a user's HIP and CUDA lists that disagree are made to agree on HIP's, the one
+     HIP itself (and the agent's detection) follows;
 2. the user's environment (anything already set is never overwritten);
 3. the recipe config's `env`;
 4. the defaults of `rocm_env.yaml`, chosen by target, gfx, engine and tensor-parallel size.
@@ -19,6 +26,8 @@ from functools import lru_cache
 from typing import Any, Mapping
 
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+HIP_VISIBLE = "HIP_VISIBLE_DEVICES"
+CUDA_VISIBLE = "CUDA_VISIBLE_DEVICES"
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,16 @@ def defaults(ctx: EnvContext, rules: tuple[Mapping[str, Any], ...] | None = None
     return out
 
 
+def visibility(base: Mapping[str, str], visible_devices: str | None) -> dict[str, str]:
+    """The HIP/CUDA_VISIBLE_DEVICES the engine must get on top of `base` (pure; empty: none)."""
+    if visible_devices is not None:
+        return {HIP_VISIBLE: visible_devices, CUDA_VISIBLE: visible_devices}
+    hip, cuda = (base.get(HIP_VISIBLE) or "").strip(), (base.get(CUDA_VISIBLE) or "").strip()
+    if hip and cuda and hip.replace(" ", "") != cuda.replace(" ", ""):
+        return {CUDA_VISIBLE: hip}
+    return {}
+
+
 def build(
     base: Mapping[str, str],
     ctx: EnvContext,
@@ -79,11 +98,14 @@ def build(
     hf_token: str | None,
     recipe_env: Mapping[str, str] | None = None,
     rules: tuple[Mapping[str, Any], ...] | None = None,
+    visible_devices: str | None = None,
 ) -> EngineEnv:
-    """Compose the engine environment from the agent's `base` environment (pure)."""
+    """Compose the engine environment from the agent's `base` environment (pure).
+    `visible_devices`: the plan's HIP_VISIBLE_DEVICES value (None: the engine sees all)."""
     env = dict(base)
     for name, value in {**defaults(ctx, rules), **dict(recipe_env or {})}.items():
         env.setdefault(name, value)
+    env.update(visibility(base, visible_devices))
     env["HF_HOME"] = hf_home
     env["HF_HUB_CACHE"] = hub_cache
     removed: list[str] = []

@@ -153,6 +153,7 @@ class CommandAdapter:
             cache_warm=cache_warm,
             hf_token=settings.hf_token,
             recipe_env=plan.config.env,
+            visible_devices=getattr(plan, "visible_devices", None) if target == "gpu" else None,
         )
         env = dict(engine_env.env)
         changes = dict(engine_env.changes)

@@ -72,15 +72,18 @@ class Hardware:
     def is_cpu(self) -> bool:
         return not self.devices
 
-    def hip_visible_devices(self) -> str | None:
+    def hip_visible_devices(self, count: int | None = None) -> str | None:
         """The HIP_VISIBLE_DEVICES (= CUDA_VISIBLE_DEVICES) value that restricts the engine to
-        `devices`, or None when the engine may simply see every visible GPU. Set both variables to
-        it: vLLM refuses to start when they differ."""
-        if not self.devices or [d.index for d in self.devices] == list(range(self.visible_count)):
+        `devices` (only the first `count` of them when given: the GPUs a plan really uses), or
+        None when the engine may simply see every visible GPU. Set both variables to it: vLLM
+        refuses to start when they differ. The indices are ROCR-relative (`rocr_index`), because
+        HIP applies its list to what ROCR_VISIBLE_DEVICES left, which the engine inherits as is."""
+        devices = self.devices if count is None else self.devices[:max(count, 0)]
+        if not devices or [d.index for d in devices] == list(range(self.visible_count)):
             return None
-        if any(d.rocr_index is None for d in self.devices):
+        if any(d.rocr_index is None for d in devices):
             return None
-        return ",".join(str(d.rocr_index) for d in self.devices)
+        return ",".join(str(d.rocr_index) for d in devices)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

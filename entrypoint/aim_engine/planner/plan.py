@@ -41,6 +41,10 @@ class Plan:
       one (same gfx family, at least as much memory); None for an exact match.
     - `precision`, `context` and `batch` are the effective values (the recipe's, or the reduced
       context when the full one does not fit).
+    - `visible_devices` is what the engine must see: the HIP_VISIBLE_DEVICES value (the engine
+      adapters set CUDA_VISIBLE_DEVICES to the same, as vLLM demands) naming exactly the
+      `gpus_used` GPUs, as indices into the ROCR-visible list; None when the engine may see
+      every visible GPU (it uses them all, or there is no GPU).
     """
 
     model: Model
@@ -60,6 +64,7 @@ class Plan:
     synthesized: bool = False
     fallback_hardware: str | None = None
     target: str = "gpu"         # "gpu" | "cpu" (vLLM's CPU backend)
+    visible_devices: str | None = None  # HIP_VISIBLE_DEVICES for the engine ("0,2"), None = all
 
     @property
     def is_local_checkpoint(self) -> bool:
@@ -84,6 +89,7 @@ class Plan:
             "batch": self.batch,
             "synthesized": self.synthesized,
             "fallback_hardware": self.fallback_hardware,
+            "visible_devices": self.visible_devices,
             "args": dict(self.config.args),
             "env": dict(self.config.env),
             "reasons": list(self.reasons),

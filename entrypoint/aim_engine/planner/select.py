@@ -178,6 +178,24 @@ def longest_context(model: Model, precision: str, memory_bytes: int, gpus: int, 
     return min(model.max_position_embeddings, int(room // per_token))
 
 
+def visibility_reason(hardware: "Hardware", used: int, visible: str) -> str:
+    """Why the engine is shown only some GPUs (`visible` = `Hardware.hip_visible_devices(used)`).
+
+    The engine sees exactly the GPUs the plan uses, the first `used` of the detected ones in ROCm
+    order: GPUs the agent set aside (another model on a mixed node, AIM_GPU_COUNT) and GPUs the
+    plan leaves idle (TP x DP < GPUs) are hidden, so nothing in the engine (device-count
+    defaults, memory profiling, collective setup) can touch them. The first ones, because
+    neighbours in ROCm order are the best-connected pairs (the two GCDs of an MI250 card).
+    """
+    left = [f"{hardware.visible_count - hardware.gpu_count} set aside by detection"] \
+        if hardware.visible_count > hardware.gpu_count else []
+    if used < hardware.gpu_count:
+        left.append(f"{hardware.gpu_count - used} left idle by the plan")
+    return (f"the engine sees only the {used} GPU(s) it uses: HIP_VISIBLE_DEVICES=CUDA_VISIBLE_DEVICES={visible} "
+            f"(indices into the ROCR-visible list; of {hardware.visible_count} visible, "
+            + ", ".join(left or ["reordered"]) + ")")
+
+
 def _lost(other: Candidate, winner: Candidate, settings: "Settings") -> str:
     """The first ranking rule on which `other` lost to `winner`, in words."""
     a, b = _rank(other, settings), _rank(winner, settings)
@@ -280,8 +298,7 @@ def _check_overrides(settings: "Settings", hardware: "Hardware") -> None:
 def _pinned(settings: "Settings", catalog: Any) -> Recipe | None:
     if not settings.recipe_id:
         return None
-    wanted = settings.recipe_id.strip().lower()
-    recipe = next((r for r in catalog.recipes if r.recipe_id.lower() == wanted), None)
+    recipe = catalog.recipe(settings.recipe_id)      # case-insensitive; parses only that file
     if recipe is None:
         model = catalog.find_model(settings.model_id) if settings.model_id else None
         ids = [r.recipe_id for r in catalog.recipes_for(model)] if model else []
@@ -359,6 +376,9 @@ def _finish(source: ModelSource, candidate: Candidate, settings: "Settings", har
     else:
         reasons.append(f"AIM_METRIC=throughput: the smallest tensor-parallel size that fits of {sizes} -> TP {tp}, "
                        f"{dp} data-parallel replica(s) on {tp * dp} of {hardware.gpu_count} GPUs")
+    visible = hardware.hip_visible_devices(tp * dp)
+    if visible is not None:
+        reasons.append(visibility_reason(hardware, tp * dp, visible))
     reasons.append(f"memory per GPU: {candidate.fit.weights_gib:.1f} GiB weights + {candidate.fit.kv_gib:.1f} GiB KV "
                    f"({candidate.batch} x {candidate.context} tokens) + {candidate.fit.overhead_gib:.1f} GiB overhead "
                    f"of {candidate.fit.available_gib:.1f} GiB usable (margin {candidate.fit.margin_gib:+.1f} GiB)")
@@ -371,7 +391,7 @@ def _finish(source: ModelSource, candidate: Candidate, settings: "Settings", har
         tensor_parallel=tp, data_parallel=dp, gpus_used=tp * dp, checkpoint=checkpoint,
         served_model_name=source.served_model_name, precision=recipe.precision,
         context=candidate.context, batch=candidate.batch, reasons=tuple(reasons), rejected=tuple(rejected),
-        synthesized=recipe.synthesized, fallback_hardware=candidate.fallback,
+        synthesized=recipe.synthesized, fallback_hardware=candidate.fallback, visible_devices=visible,
     )
 
 
