@@ -42,7 +42,7 @@ def build(settings: Any) -> dict[str, Any]:
         "settings": settings.public_dict(),
         "plan": mask(plan.to_dict()),
         "launch": launch.public_dict(),
-        "catalog": {"models": len(catalog.models), "recipes": len(catalog.recipes)},
+        "catalog": {"models": len(catalog.models), "recipes": len(catalog.recipe_ids())},
     }
 
 

@@ -138,14 +138,15 @@ def main(args: Any) -> int:
     configure_from(settings)
     hardware = detect(settings)
     catalog = Catalog.load(settings)
-    recipes: list[Any] = list(catalog.recipes)
     if getattr(args, "model", None):
         model = catalog.find_model(args.model)
         if model is None:
             names = sorted(m.slug for m in catalog.models)
             raise AimError(f"--model {args.model!r} is not a catalog model",
                            hint="catalog models: " + ", ".join(names))
-        recipes = catalog.recipes_for(model)
+        recipes: list[Any] = catalog.recipes_for(model)     # reads only that model's recipe files
+    else:
+        recipes = list(catalog.recipes)
     rows = classify(recipes, catalog, hardware, include_all=bool(getattr(args, "all", False)))
     if hardware.is_cpu:
         where = f"no GPU (CPU: {hardware.cpu.model})"
