@@ -177,11 +177,44 @@ def test_valued_flag_rejects_bare_boolean(tmp_path, good):
 
 def test_choices_are_enforced_for_native_and_canonical(tmp_path):
     data = shipped_recipe("llama-3.1-405b-instruct-mi300x-fp8")
-    config_args(data, "sglang_serve", "8_gpu")["--kv-cache-dtype"] = "fp8"     # vLLM spelling, not SGLang's
+    config_args(data, "sglang_serve", "8_gpu")["--kv-cache-dtype"] = "fp8_e4m3fnx"   # no engine has it
     config_args(data, config="4_gpu")["--scheduling-policy"] = "lottery"
     problems = only(validate_recipe(tmp_path, data), "engine-args")
     assert {p.path[-1] for p in problems} == {"--kv-cache-dtype", "--scheduling-policy"}
     assert all(p.hint.startswith("use one of:") for p in problems)
+
+
+def test_canonical_value_spelling_validates_and_renders_as_the_engine_spells_it(tmp_path):
+    """`--kv-cache-dtype: fp8` is canonical (SGLang has no plain fp8): the validator judges the
+    value the adapter will render (fp8_e4m3), through the adapters' own translation function."""
+    from aim_engine.catalog.loader import to_recipe
+    from aim_engine.engines import render
+    from aim_engine.settings import Settings
+    from tests.support.engine_plans import model, plan_for
+
+    data = shipped_recipe("llama-3.1-405b-instruct-mi300x-fp8")
+    config_args(data, "sglang_serve", "8_gpu")["--kv-cache-dtype"] = "fp8"
+    report = validate_recipe(tmp_path, data)
+    assert report.ok, report.render_text()
+    recipe = to_recipe(data)
+    config = next(c for c in recipe.configs if c.engine == "sglang")
+    launch = render(plan_for(model(), recipe, config), Settings.from_env({"AIM_CACHE_PATH": str(tmp_path)}),
+                    "/models/x", False, base_env={"PATH": "/nonexistent"})
+    assert launch.args[launch.args.index("--kv-cache-dtype") + 1] == "fp8_e4m3"
+
+
+@pytest.mark.parametrize("bad", ["fp8_e4m3fnx", "int3", "FP8"])
+def test_a_bad_canonical_value_is_flagged_with_the_allowed_values(tmp_path, bad):
+    data = shipped_recipe("llama-3.1-405b-instruct-mi300x-fp8")
+    config_args(data, "sglang_serve", "8_gpu")["--kv-cache-dtype"] = bad
+    [problem] = only(validate_recipe(tmp_path, data), "engine-args")
+    assert problem.message == f"--kv-cache-dtype {bad!r} is not accepted by SGLang (--kv-cache-dtype)"
+    from aim_engine.engines import flags
+
+    choices = flags.flag_info("sglang", "--kv-cache-dtype").choices
+    assert "fp8_e4m3" in choices and "fp8" not in choices
+    assert problem.hint.startswith(f"use one of: {', '.join(choices)} (or ")
+    assert "canonical fp8, fp8_e4m3fn, fp8_e4m3fnuz, which SGLang gets as fp8_e4m3" in problem.hint
 
 
 def test_canonical_and_native_spelling_together(tmp_path, good):

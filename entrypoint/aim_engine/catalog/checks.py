@@ -14,9 +14,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from aim_engine.catalog.problems import Problem
 from aim_engine.catalog.types import Model, Recipe, ServeConfig
@@ -77,17 +75,22 @@ SECTION = {"vllm": "vllm_serve", "sglang": "sglang_serve"}
 ENGINE_NAME = {"vllm": "vLLM", "sglang": "SGLang"}
 
 
-@lru_cache(maxsize=1)
-def canonical_table() -> dict[str, Any]:
-    """engines/canonical.yaml: canonical arg -> per-engine flag, and --dtype aliases."""
-    import yaml
+def canonical_args() -> Mapping[str, Any]:
+    """engines/canonical.yaml's canonical arg -> per-engine flag, as the engine adapters load it
+    (one loader, one table: the validator judges what the adapters will render)."""
+    from aim_engine.engines.base import table
 
-    path = Path(__file__).resolve().parent.parent / "engines" / "canonical.yaml"
-    return yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return table().canonical
 
 
-def canonical_args() -> dict[str, Any]:
-    return canonical_table()["canonical"]
+def _choices_hint(arg: str, engine: str, choices: Iterable[str]) -> str:
+    """'use one of: ...', plus the canonical spellings the adapter translates into a choice."""
+    choices = tuple(choices)
+    values = (canonical_args().get(arg, {}).get(engine) or {}).get("values") or {}
+    aliases = sorted(k for k, v in values.items() if v in choices and k not in choices)
+    more = f" (or canonical {', '.join(aliases)}, which {ENGINE_NAME[engine]} gets as " \
+           f"{', '.join(sorted({values[a] for a in aliases}))})" if aliases else ""
+    return f"use one of: {', '.join(choices)}{more}"
 
 
 def _config_path(config: ServeConfig) -> tuple[str, ...]:
@@ -222,6 +225,7 @@ def check_tensor_parallel(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Pr
 def check_engine_args(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Problem]:
     """Every arg is an AIM canonical arg or a real flag of that engine, with a usable value."""
     from aim_engine.engines import flags
+    from aim_engine.engines.base import engine_value
 
     canonical = canonical_args()
     for config in recipe.configs:
@@ -238,14 +242,15 @@ def check_engine_args(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Proble
                 if native.get("switch") and not _switch_value_ok(value):
                     yield doc.problem("engine-args", where, f"{arg} is a switch; {value!r} is not true/false",
                                       f'write {arg}: "true" (or remove it)')
-                # Values pass through to the engine's flag; check its choices (--dtype has
-                # canonical aliases and is the dtype check's business).
+                # Values reach the engine's flag as the adapter spells them (canonical.yaml
+                # `values:`, through the adapters' own function); check that against its choices
+                # (--dtype has canonical aliases and is the dtype check's business).
                 info = flags.flag_info(engine, native_flag) if native_flag and arg != "--dtype" else None
                 if info and info.choices and value is not None and not isinstance(value, bool) \
-                        and str(value) not in info.choices:
+                        and str(engine_value(arg, engine, str(value))) not in info.choices:
                     yield doc.problem("engine-args", where,
                                       f"{arg} {value!r} is not accepted by {ENGINE_NAME[engine]} ({native_flag})",
-                                      f"use one of: {', '.join(info.choices)}")
+                                      _choices_hint(arg, engine, info.choices))
                 continue
             info = flags.flag_info(engine, arg)
             if info is None:

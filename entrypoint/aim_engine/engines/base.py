@@ -144,13 +144,21 @@ class Table:
     def target_args(self, target: str, engine: str) -> Mapping[str, Any]:
         return (self.targets.get(target) or {}).get(engine) or {}
 
+    def engine_value(self, key: str, engine: str, value: Any) -> Any:
+        """`value` of canonical arg `key` as `engine` spells it: the `values:` translation of
+        canonical.yaml when it has one (SGLang's `fp8_e4m3` for `--kv-cache-dtype fp8`), else
+        `value` unchanged (a native key, a non-string, a value the engine takes as written)."""
+        values = (self.spec(key, engine) or {}).get("values") or {}
+        return values[value] if isinstance(value, str) and value in values else value
+
 
 @lru_cache(maxsize=None)
 def table() -> Table:
     import yaml
     from importlib import resources
 
-    raw = yaml.safe_load(resources.files("aim_engine.engines").joinpath("canonical.yaml").read_text(encoding="utf-8"))
+    text = resources.files("aim_engine.engines").joinpath("canonical.yaml").read_text(encoding="utf-8")
+    raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return Table(
         canonical=raw.get("canonical") or {},
         dtype_aliases=raw.get("dtype_aliases") or {},
@@ -158,6 +166,13 @@ def table() -> Table:
         targets=raw.get("targets") or {},
         secret_flags=raw.get("secret_flags") or {},
     )
+
+
+def engine_value(key: str, engine: str, value: Any) -> Any:
+    """The one translation of a canonical arg's value into `engine`'s spelling (see
+    `Table.engine_value`): the adapters render with it, the catalog validator checks with it and
+    the recipe generator writes with it, so the three cannot drift apart."""
+    return table().engine_value(key, engine, value)
 
 
 # ------------------------------------------------------------------ the pure core
@@ -220,10 +235,7 @@ class ArgRenderer:
             if not spec.get("flag"):
                 raise AimError(f"{origin}: {key} has no {self.engine} equivalent",
                                hint=f"remove it, or use a real {self.engine} flag")
-            values = spec.get("values") or {}
-            if isinstance(value, str) and value in values:
-                value = values[value]
-            return key, [(spec["flag"], value)]
+            return key, [(spec["flag"], self.table.engine_value(key, self.engine, value))]
         return canonical or key, [(key, value)]
 
     def _check_flag(self, flag: str, origin: str) -> FlagInfo | None:
