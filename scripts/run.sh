@@ -18,7 +18,11 @@ engine_python=$(dirname "$vllm_bin")/python
 
 if [[ -z "${AIM_MODEL_ID:-}" ]]; then
   echo "run.sh: building the demo model (tiny Llama, random weights) in .cache/demo-model ..." >&2
-  TOKENIZERS_PARALLELISM=false "$engine_python" "$repo/scripts/make_demo_model.py" "$repo/.cache/demo-model" >/dev/null
+  if ! build_log=$(TOKENIZERS_PARALLELISM=false "$engine_python" "$repo/scripts/make_demo_model.py" \
+                   "$repo/.cache/demo-model" 2>&1 >/dev/null); then
+    echo "$build_log" >&2
+    exit 1
+  fi
   export AIM_MODEL_ID="$repo/.cache/demo-model"
   export AIM_SERVED_MODEL_NAME="${AIM_SERVED_MODEL_NAME:-aim-demo}"
 fi
