@@ -206,3 +206,26 @@ def test_cpu_recipe_falls_back_to_bf16_then_errors() -> None:
         synthesize.cpu_recipe(m, small, m.huggingface_id)
     with pytest.raises(AimError, match="pre-quantized"):
         synthesize.cpu_recipe(m, CPU, "org/x-fp8", checkpoint_precision="fp8")
+
+
+@pytest.mark.parametrize("params_b, gpu, count", [(8, "MI300X", 8), (70, "MI210", 8), (70, "MI300X", 2),
+                                                   (405, "MI300X", 8)])
+def test_synthesized_configs_are_sized_like_the_shipped_generator(params_b: float, gpu: str, count: int) -> None:
+    """One sizing policy: wherever the generator would ship a config, the config synthesized at
+    boot for the same model, GPU, precision and GPU count has exactly the same args."""
+    from aim_engine.hardware import gpus
+    from aim_engine.planner import generate
+
+    m = model(params_b=params_b, layers=80 if params_b > 8 else 32, hidden=8192 if params_b > 8 else 4096,
+              heads=64 if params_b > 8 else 32, model_id=f"org/M-{params_b}B", slug=f"m-{params_b}b")
+    spec = gpus.spec(gpu)
+    synthesized = {r.precision: r for r in synthesize.gpu_recipes(m, hardware(gpu, count))}
+    compared = 0
+    for option in generate.options(m, spec):
+        doc = generate.generate_recipe(m, spec, option) or {}
+        shipped = doc.get("vllm_serve", {})
+        for config in synthesized[option.precision].configs:
+            if config.engine == "vllm" and f"{config.gpus}_gpu" in shipped:
+                assert dict(config.args) == shipped[f"{config.gpus}_gpu"]["args"], (option.precision, config.gpus)
+                compared += 1
+    assert compared >= 2

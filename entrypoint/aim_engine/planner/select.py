@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from aim_engine.catalog.types import Model, Recipe, ServeConfig
 from aim_engine.errors import AimError
-from aim_engine.planner import memory, synthesize
+from aim_engine.planner import memory, sizing, synthesize
 from aim_engine.planner.model_source import ModelSource, checkpoint_precision, resolve
 from aim_engine.planner.plan import Plan, Rejection
 
@@ -346,7 +346,7 @@ def _finish(source: ModelSource, candidate: Candidate, settings: "Settings", har
     if dp > 1:
         args["--data-parallel-size"] = str(dp)
     if settings.precision in SIXTEEN_BIT and recipe.precision in SIXTEEN_BIT and recipe.precision != settings.precision:
-        args["--dtype"] = synthesize.DTYPE_ARG[settings.precision]
+        args["--dtype"] = sizing.DTYPE_ARG[settings.precision]
         reasons.append(f"AIM_PRECISION={settings.precision}: serving the {recipe.precision} recipe with "
                        f"--dtype {args['--dtype']} (same memory)")
     plan_config = replace(config, args=args)

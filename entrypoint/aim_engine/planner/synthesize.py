@@ -3,12 +3,15 @@
 Two cases:
 - a model (or hardware) without a catalog recipe: `gpu_recipes` writes one recipe per
   precision the checkpoint(s) and the GPU can serve, with a vLLM and an SGLang config for each
-  legal tensor-parallel size up to the visible GPUs, sized by the memory planner exactly as the
-  shipped generator would (context capped at `CONTEXT_CAP`, batch `DEFAULT_BATCH`, shrunk until
-  it fits);
+  legal tensor-parallel size up to the visible GPUs, sized by the shipped generator's own
+  policy (`sizing.size_config`: one policy, so a synthesized config and a shipped one for the
+  same model and GPU agree);
 - no GPU at all: `cpu_recipe` writes the one plan vLLM's CPU backend can run (tensor parallel 1,
   float32 — or bf16 when asked or when float32 does not fit in RAM — a small context, eager
-  mode), since catalog recipes target GPUs.
+  mode), since catalog recipes target GPUs. Its sizing is deliberately NOT the GPU policy: the
+  CPU backend is for small models and a fast start (the KV cache lives in host RAM, sized by
+  VLLM_CPU_KVCACHE_SPACE, and every token is slow), so it gets a fixed small context
+  (`CPU_CONTEXT`) and a few sequences (`CPU_BATCH`) rather than the most a memory budget holds.
 
 Synthesized recipes are marked `synthesized=True` and go through the same selection checks as
 catalog recipes (hardware, overrides, memory), so a synthesized plan is never a blind guess.
@@ -17,42 +20,23 @@ catalog recipes (hardware, overrides, memory), so a synthesized plan is never a 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aim_engine.catalog.types import Model, Recipe, ServeConfig, Variant
+from aim_engine.catalog.types import Model, Recipe, ServeConfig
 from aim_engine.errors import AimError
-from aim_engine.planner import memory
+from aim_engine.planner import memory, sizing
+from aim_engine.planner.sizing import Option
 
 if TYPE_CHECKING:
     from aim_engine.hardware.types import Cpu, Hardware
 
 ENGINES = ("vllm", "sglang")
 TP_SIZES = (1, 2, 4, 8)
-CONTEXT_CAP = 32768      # longer contexts are opt-in (AIM_ENGINE_ARGS), they cost batch capacity
-DEFAULT_BATCH = 64
-MIN_BATCH = 8            # below this a GPU server is not worth it: shrink the context instead
-MIN_CONTEXT = 2048
-UTILIZATION = 0.9
 
 CPU_CONTEXT = 2048
 CPU_BATCH = 4
 CPU_RAM_SHARE = 0.8      # weights + KV may use this share of host RAM
 CPU_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-# serving precision -> the canonical --dtype a recipe writes (float8 = online FP8 quantization;
-# a pre-quantized checkpoint says its own quantization, the engine reads it: dtype auto).
-DTYPE_ARG = {"bf16": "bfloat16", "fp16": "float16", "fp8": "float8"}
-
-
-@dataclass(frozen=True)
-class Option:
-    """One way to serve the model: a precision and the checkpoint that holds it."""
-
-    precision: str
-    checkpoint: str
-    variant: Variant | None = None
-    prequantized: bool = False      # the checkpoint itself is quantized (no online quantization)
 
 
 def options(model: Model, checkpoint: str | None, checkpoint_precision: str | None,
@@ -86,38 +70,19 @@ def options(model: Model, checkpoint: str | None, checkpoint_precision: str | No
     return out
 
 
-def size(model: Model, precision: str, memory_bytes: int, tp: int, kv_cache_dtype: str | None) -> tuple[int, int]:
-    """(context, batch) for one config: the capped context with up to DEFAULT_BATCH sequences;
-    when fewer than MIN_BATCH fit, the longest context (>= MIN_CONTEXT) for MIN_BATCH; when even
-    that fails, the capped context and MIN_BATCH (selection then rejects it with the numbers)."""
-    context = min(model.max_position_embeddings, CONTEXT_CAP)
+def size(model: Model, option: Option, memory_bytes: int, tp: int) -> tuple[int, int]:
+    """(context, batch) for one synthesized config: the generator's policy (`sizing.size_config`).
+    When nothing is worth serving there, the capped context and MIN_BATCH are written anyway, so
+    selection rejects the config with its memory numbers and the context that would fit, rather
+    than the config silently vanishing from the reasons (also when the planner cannot size it:
+    selection then reports why)."""
     try:
-        batch = memory.max_batch(model, precision, memory_bytes, tp, context, kv_cache_dtype, UTILIZATION,
-                                 limit=DEFAULT_BATCH)
+        sized = sizing.size_config(model, option, memory_bytes, tp)
     except ValueError:
-        return context, MIN_BATCH
-    if batch >= MIN_BATCH:
-        return context, batch
-    longest = memory.max_context(model, precision, memory_bytes, tp, MIN_BATCH, kv_cache_dtype, UTILIZATION)
-    if longest >= MIN_CONTEXT:
-        return (longest // 1024) * 1024, MIN_BATCH
-    return context, MIN_BATCH
-
-
-def _args(model: Model, option: Option, tp: int, context: int, batch: int) -> dict[str, str]:
-    args = {
-        "--model": option.checkpoint,
-        "--dtype": "auto" if option.prequantized else DTYPE_ARG.get(option.precision, "auto"),
-        "--tensor-parallel-size": str(tp),
-        "--max-batch-size": str(batch),
-        "--max-context-len": str(context),
-        "--gpu-memory-utilization": str(UTILIZATION),
-    }
-    if option.variant is not None and option.variant.kv_cache_dtype:
-        args["--kv-cache-dtype"] = option.variant.kv_cache_dtype
-    if model.trust_remote_code:
-        args["--trust-remote-code"] = "true"
-    return args
+        sized = None
+    if sized is None:
+        return min(model.max_position_embeddings, sizing.CONTEXT_CAP), sizing.MIN_BATCH
+    return sized.context, sized.batch
 
 
 def gpu_recipes(model: Model, hardware: "Hardware", checkpoint: str | None = None,
@@ -130,11 +95,9 @@ def gpu_recipes(model: Model, hardware: "Hardware", checkpoint: str | None = Non
     sizes = [tp for tp in TP_SIZES if tp <= hardware.gpu_count and memory.tp_legal(model, tp) is None]
     recipes = []
     for option in options(model, checkpoint, checkpoint_precision, gpus.gfx_precisions(hardware.gfx or "")):
-        kv = option.variant.kv_cache_dtype if option.variant else None
         configs = []
         for tp in sizes:
-            context, batch = size(model, option.precision, memory_bytes, tp, kv)
-            args = _args(model, option, tp, context, batch)
+            args = sizing.config_args(model, option, tp, *size(model, option, memory_bytes, tp))
             configs += [ServeConfig(engine=e, gpus=tp, enabled=True, args=dict(args)) for e in ENGINES]
         recipes.append(Recipe(
             recipe_id=f"{model.slug}-{hw.lower()}-{option.precision}-synthesized",
