@@ -26,8 +26,6 @@ from functools import lru_cache
 from typing import Any, Mapping
 
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
-HIP_VISIBLE = "HIP_VISIBLE_DEVICES"
-CUDA_VISIBLE = "CUDA_VISIBLE_DEVICES"
 
 
 @dataclass(frozen=True)
@@ -81,13 +79,15 @@ def defaults(ctx: EnvContext, rules: tuple[Mapping[str, Any], ...] | None = None
 
 
 def visibility(base: Mapping[str, str], visible_devices: str | None) -> dict[str, str]:
-    """The HIP/CUDA_VISIBLE_DEVICES the engine must get on top of `base` (pure; empty: none)."""
+    """The HIP/CUDA_VISIBLE_DEVICES the engine must get on top of `base` (pure; empty: none).
+    The disagreement rule is detection's own (`hardware.visibility.conflict`), so the engine
+    follows the list the agent planned with."""
+    from aim_engine.hardware.visibility import CUDA, HIP, conflict
+
     if visible_devices is not None:
-        return {HIP_VISIBLE: visible_devices, CUDA_VISIBLE: visible_devices}
-    hip, cuda = (base.get(HIP_VISIBLE) or "").strip(), (base.get(CUDA_VISIBLE) or "").strip()
-    if hip and cuda and hip.replace(" ", "") != cuda.replace(" ", ""):
-        return {CUDA_VISIBLE: hip}
-    return {}
+        return {HIP: visible_devices, CUDA: visible_devices}
+    differ = conflict(base)
+    return {CUDA: differ[0]} if differ else {}
 
 
 def build(

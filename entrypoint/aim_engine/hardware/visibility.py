@@ -73,6 +73,16 @@ def _select(name: str, value: str, uuids: Sequence[str | None], warnings: list[s
     return chosen
 
 
+def conflict(environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """(HIP value, CUDA value) when both are set and name different lists (vLLM then refuses to
+    start; HIP follows its own), else None. White space does not count."""
+    hip = (environ.get(HIP) or "").strip()
+    cuda = (environ.get(CUDA) or "").strip()
+    if hip and cuda and hip.replace(" ", "") != cuda.replace(" ", ""):
+        return hip, cuda
+    return None
+
+
 def apply(uuids: Sequence[str | None], environ: Mapping[str, str]) -> Visible:
     """Apply the visibility variables to devices whose UUIDs (or None) are `uuids`, in order."""
     warnings: list[str] = []
@@ -89,7 +99,7 @@ def apply(uuids: Sequence[str | None], environ: Mapping[str, str]) -> Visible:
 
     hip_value = (environ.get(HIP) or "").strip()
     cuda_value = (environ.get(CUDA) or "").strip()
-    if hip_value and cuda_value and hip_value.replace(" ", "") != cuda_value.replace(" ", ""):
+    if conflict(environ):
         warnings.append(
             f"{HIP}={hip_value!r} and {CUDA}={cuda_value!r} differ: vLLM refuses to start when both are set "
             f"and disagree; set one of them, or both to the same value (the agent follows {HIP}, as HIP does)"

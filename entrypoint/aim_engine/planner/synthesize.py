@@ -46,6 +46,10 @@ def options(model: Model, checkpoint: str | None, checkpoint_precision: str | No
     A checkpoint the user named exactly (a variant, a local directory, a hub id) is served at
     its own precision, plus online fp8 when it is a 16-bit checkpoint and the GPU has FP8.
     Otherwise: the original at 16 bits, online fp8, then each declared variant.
+    (Not `generate.options`: the generator ships one checkpoint per precision a target GPU can
+    run, while here a checkpoint the user named must be served as named, fp32 originals are
+    served at 16 bits, and precisions the GPU lacks are left for selection to reject with a
+    reason. Both build the same `sizing.Option`, sized by the same policy.)
     """
     native = memory.native_precision(model)
     sixteen = native if native in memory.SIXTEEN_BIT else "bf16"
