@@ -2,19 +2,27 @@
 
 Every event passes through `redact_processor`, so a token can't reach the log whatever a caller
 passes in. Call `configure()` once, early; `get_logger()` is cheap and safe before that.
+
+structlog is imported when the first event that passes the level filter is logged, not when
+this module is: importing it costs ~60 ms (it pulls in asyncio), more than a third of what
+`aim-engine plan` may take, and commands that log nothing at the configured level should not
+pay for it. `configure()` only records the settings; they are applied to structlog then.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any, TextIO
 
-import structlog
-
 from aim_engine import redact
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+# The `logging` module's numbers, which structlog's filtering loggers use (not imported: ~10 ms).
+DEBUG, INFO, WARNING, ERROR, CRITICAL = 10, 20, 30, 40, 50
+_LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR}
+
+# What `configure()` asked for, applied to structlog on first use; None: structlog's defaults.
+_pending: tuple[str, int, TextIO] | None = None
+_threshold = 0           # events below this level are dropped without importing structlog
 
 
 def redact_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -23,31 +31,96 @@ def redact_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> 
 
 def configure(level: str = "info", fmt: str = "auto", debug: bool = False, stream: TextIO | None = None) -> None:
     """Set up structlog. `fmt=auto` means JSON unless `stream` is a terminal."""
+    global _pending, _threshold
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
-    renderer: Any
-    if fmt == "json":
-        renderer = structlog.processors.JSONRenderer(sort_keys=False)
-    else:
-        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_processor,
-            structlog.processors.format_exc_info if fmt == "json" else structlog.dev.set_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS["debug" if debug else level]),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
-        cache_logger_on_first_use=False,
-    )
+    _threshold = _LEVELS["debug" if debug else level]
+    _pending = (fmt, _threshold, stream)
+    if "structlog" in sys.modules:   # already paid for: apply now, as before
+        _structlog()
 
 
-def get_logger(name: str = "aim_engine", **bound: Any) -> Any:
-    return structlog.get_logger(name, **bound)
+def _structlog() -> Any:
+    """structlog, with the pending configuration applied."""
+    global _pending
+    import structlog
+
+    if _pending is not None:
+        fmt, threshold, stream = _pending
+        _pending = None
+        renderer: Any
+        if fmt == "json":
+            renderer = structlog.processors.JSONRenderer(sort_keys=False)
+        else:
+            renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        structlog.configure(
+            processors=[
+                structlog.contextvars.merge_contextvars,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                redact_processor,
+                structlog.processors.format_exc_info if fmt == "json" else structlog.dev.set_exc_info,
+                renderer,
+            ],
+            wrapper_class=structlog.make_filtering_bound_logger(threshold),
+            logger_factory=structlog.PrintLoggerFactory(file=stream),
+            cache_logger_on_first_use=False,
+        )
+    return structlog
+
+
+class Logger:
+    """A structlog logger, created on the first event that passes the level filter.
+
+    The level methods check the threshold first; anything else (`log`, `new`, `unbind`, ...)
+    goes straight to the structlog logger."""
+
+    __slots__ = ("_name", "_bound", "_real")
+
+    def __init__(self, name: str, bound: dict[str, Any]) -> None:
+        self._name, self._bound, self._real = name, bound, None
+
+    def _logger(self) -> Any:
+        structlog = _structlog()
+        if self._real is None:
+            self._real = structlog.get_logger(self._name, **self._bound)
+        return self._real
+
+    def _emit(self, method: str, level: int, event: Any, args: tuple, kw: dict[str, Any]) -> Any:
+        if level < _threshold:
+            return None
+        return getattr(self._logger(), method)(event, *args, **kw)
+
+    def debug(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._emit("debug", DEBUG, event, args, kw)
+
+    def info(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._emit("info", INFO, event, args, kw)
+
+    def warning(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._emit("warning", WARNING, event, args, kw)
+
+    warn = warning
+
+    def error(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._emit("error", ERROR, event, args, kw)
+
+    def exception(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._emit("exception", ERROR, event, args, kw)
+
+    def critical(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        return self._emit("critical", CRITICAL, event, args, kw)
+
+    def bind(self, **kw: Any) -> "Logger":
+        return Logger(self._name, {**self._bound, **kw})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger(), name)
+
+
+def get_logger(name: str = "aim_engine", **bound: Any) -> Logger:
+    return Logger(name, bound)
 
 
 def configure_from(settings: Any, stream: TextIO | None = None) -> None:
