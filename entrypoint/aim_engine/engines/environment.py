@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Mapping
 
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
@@ -48,9 +49,8 @@ class EngineEnv:
 @lru_cache(maxsize=None)
 def _rules() -> tuple[Mapping[str, Any], ...]:
     import yaml
-    from importlib import resources
 
-    text = resources.files("aim_engine.engines").joinpath("rocm_env.yaml").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parent / "rocm_env.yaml").read_text(encoding="utf-8")
     # libyaml's C loader: the pure-Python one took ~10 ms of every boot for this small file.
     data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return tuple((data or {}).get("rules") or ())
