@@ -96,9 +96,21 @@ def _median_run(argv: list[str], env: dict[str, str], runs: int = 7) -> float:
     return statistics.median(times)
 
 
+def _compile_package() -> None:
+    """Write the package's bytecode first, as `pip install` does for the image. From a checkout
+    under PYTHONDONTWRITEBYTECODE (set in some shells and CI) every run would otherwise compile
+    every module from source (~40 ms), a cost no installed agent pays."""
+    import compileall
+
+    import aim_engine
+
+    compileall.compile_dir(str(Path(aim_engine.__file__).parent), quiet=2)
+
+
 def bench_plan_process() -> Result:
     script = Path(sys.executable).with_name("aim-engine")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "aim_engine"]
+    _compile_package()
     with tempfile.TemporaryDirectory() as sysfs:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIM_", "HF_"))}
         env.update(AIM_MODEL_ID="meta-llama/Llama-3.1-8B-Instruct", AIM_GPU_MODEL="MI300X", AIM_GPU_COUNT="8",
