@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import shutil
 import sys
 import tempfile
@@ -166,3 +167,11 @@ def test_mi250_through_amdsmi_uses_compute_units(tmp_path, amdsmi):
     amdsmi._fake_configure(fake_amdsmi.from_tree(tree))
     hw = run(tmp_path)
     assert (hw.source, hw.gpu_model, hw.gpu_count) == ("amdsmi", "MI250X", 4)
+
+
+def test_amdsmi_not_installed_is_a_plain_note(tmp_path, monkeypatch):
+    monkeypatch.delitem(sys.modules, "amdsmi", raising=False)
+    if importlib.util.find_spec("amdsmi") is not None:
+        pytest.skip("an amdsmi module is importable here")
+    hw = run(tmp_path)
+    assert any(n.startswith("amdsmi unavailable (not installed)") for n in hw.notes)

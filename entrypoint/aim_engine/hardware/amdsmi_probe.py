@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import io
 import os
 import sys
@@ -141,6 +142,10 @@ def _device(amdsmi: Any, handle: Any, root: Path, read: sysfs_probe.Reader) -> t
 def probe(root: Path | str = "/", read: sysfs_probe.Reader = sysfs_probe.read_text) -> tuple[ProbeResult | None, str]:
     """(result, why) — result is None when amdsmi is unusable or sees no GPU; `why` says which."""
     root = Path(root)
+    # Not installed (CPU hosts, CI): say so without diverting stdout around an import that
+    # cannot succeed (that costs a temporary file and ~5 ms of every boot).
+    if "amdsmi" not in sys.modules and importlib.util.find_spec("amdsmi") is None:
+        return None, "amdsmi unavailable (not installed)"
     printed = io.StringIO()
     try:
         with quiet_stdout() as printed:
