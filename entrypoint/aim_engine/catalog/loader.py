@@ -8,6 +8,7 @@ path can raise one `AimError` listing it all.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -27,8 +28,11 @@ SERVE_SECTIONS = {"vllm_serve": "vllm", "sglang_serve": "sglang"}
 
 def yaml_files(directory: Path) -> list[Path]:
     """The catalog files of one directory: `*.yaml`/`*.yml` directly inside it, sorted.
-    Subdirectories (templates/, overrides/) are never catalog entries."""
-    return sorted(p for p in directory.iterdir() if p.suffix in YAML_SUFFIXES and p.is_file())
+    Subdirectories (templates/, overrides/) are never catalog entries. (`os.scandir` and a
+    sort by name: half the time of `iterdir` + `is_file` + sorting paths, on every boot.)"""
+    with os.scandir(directory) as entries:
+        names = sorted(e.name for e in entries if os.path.splitext(e.name)[1] in YAML_SUFFIXES and e.is_file())
+    return [directory / name for name in names]
 
 
 @dataclass
