@@ -53,15 +53,28 @@ class Stopped(BaseException):
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[None]:
+def stop_on_signals(on_force: Callable[[int], None] | None = None) -> Iterator[None]:
     """Turn SIGTERM/SIGINT into `Stopped` in the main thread, with a watchdog: if unwinding
-    takes longer than STOP_GRACE_S (a download thread stuck in a read), exit anyway — the OS
-    releases the file lock and nothing is marked complete."""
+    takes longer than STOP_GRACE_S (e.g. download threads finishing their current file), call
+    `on_force(signum)` and exit anyway — the OS releases the file lock with the process, and
+    the cache marks nothing complete that is not."""
+
+    watchdogs: list[threading.Timer] = []
+
+    def force(signum: int) -> None:
+        try:
+            if on_force is not None:
+                on_force(signum)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(128 + signum)
 
     def handler(signum: int, _frame: Any) -> None:
-        timer = threading.Timer(STOP_GRACE_S, os._exit, (128 + signum,))
+        timer = threading.Timer(STOP_GRACE_S, force, (signum,))
         timer.daemon = True
         timer.start()
+        watchdogs.append(timer)
         raise Stopped(signum)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -70,6 +83,8 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        for timer in watchdogs:   # the stack unwound to here in time: no forced exit needed
+            timer.cancel()
 
 
 class Boot:
@@ -123,7 +138,7 @@ class Boot:
         from aim_engine.cache import warm
 
         def on_progress(progress: Any) -> None:
-            self.state.progress(**progress.to_dict(), final=progress.phase in ("complete", "waiting"))
+            self.state.progress(**progress.to_dict())
 
         result = warm(plan.checkpoint, self.settings, revision=self.settings.model_revision, on_progress=on_progress)
         self.state.update(cache={"path": result.path, "commit": result.commit, "already_warm": result.already_warm,
@@ -183,11 +198,14 @@ class Boot:
                 pass
         return code
 
-    def stopped(self, stop: Stopped) -> int:
+    def stopped(self, stop: Stopped, forced: bool = False) -> int:
+        if self.state.phase == "stopped":
+            return stop.exit_code
         self.state.update(stopped_by=signal.Signals(stop.signum).name)
         self.state.enter("stopped")
         self.log.warning("boot stopped by signal", signal=signal.Signals(stop.signum).name,
-                         phase=self.state.phases[-2]["name"] if len(self.state.phases) > 1 else None)
+                         phase=self.state.phases[-2]["name"] if len(self.state.phases) > 1 else None,
+                         forced_after_s=STOP_GRACE_S if forced else None)
         return stop.exit_code
 
 
@@ -197,7 +215,7 @@ def serve(settings: Settings, stream: TextIO | None = None) -> int:
     configure_from(settings)
     boot = Boot(settings)
     try:
-        with stop_on_signals():
+        with stop_on_signals(on_force=lambda signum: boot.stopped(Stopped(signum), forced=True)):
             boot.start_probes()
             hardware = boot.phase("detecting", boot.detect)
             plan = boot.phase("selecting", lambda: boot.select(hardware))

@@ -80,7 +80,7 @@ class BootState:
     error: dict[str, Any] | None = None
     _phase_t0: float = field(default_factory=time.monotonic)
     _last_progress_write: float = 0.0
-    _lock: Any = field(default_factory=threading.Lock, repr=False)   # progress arrives from download threads
+    _lock: Any = field(default_factory=threading.RLock, repr=False)   # progress arrives from download threads
 
     def __post_init__(self) -> None:
         self.phases.append({"name": self.phase, "started_at": self.started_at, "duration_s": None})
@@ -116,12 +116,14 @@ class BootState:
         self.write()
 
     def progress(self, **items: Any) -> None:
-        """Download progress: written at most every PROGRESS_INTERVAL_S (a final call with
-        `final=True` is always written)."""
+        """Download progress: written at most every PROGRESS_INTERVAL_S, except that a change of
+        its `phase` (resolving -> downloading -> complete) and `final=True` are always written."""
         final = items.pop("final", False)
+        previous = self.data.get("download") or {}
         self.data["download"] = items
         now = time.monotonic()
-        if final or now - self._last_progress_write >= PROGRESS_INTERVAL_S:
+        if final or items.get("phase") != previous.get("phase") \
+                or now - self._last_progress_write >= PROGRESS_INTERVAL_S:
             self._last_progress_write = now
             self.write()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import threading
 
 import pytest
 
@@ -23,6 +24,8 @@ def test_signals_become_stopped_and_handlers_are_restored(signum):
             raise AssertionError("the signal did not interrupt the block")
     assert caught.value.signum == signum and caught.value.exit_code == 128 + signum
     assert signal.getsignal(signum) is before
+    # The watchdog that would force an exit is disarmed once the stack has unwound in time.
+    assert all(t.finished.is_set() for t in threading.enumerate() if isinstance(t, threading.Timer))
 
 
 def test_stopped_is_not_swallowed_by_except_exception():

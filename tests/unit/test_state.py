@@ -46,6 +46,15 @@ def test_the_masker_sees_everything_written(tmp_path):
     assert token not in text and "***" in text
 
 
+def test_progress_phase_changes_always_land(tmp_path, monkeypatch):
+    state = BootState(tmp_path / "s.json")
+    writes = []
+    monkeypatch.setattr(state, "write", lambda: writes.append(state.data["download"]["phase"]))
+    for phase in ("checking", "resolving", "downloading", "downloading", "verifying", "complete"):
+        state.progress(phase=phase, bytes_done=0, bytes_total=1)
+    assert writes == ["checking", "resolving", "downloading", "verifying", "complete"]
+
+
 def test_progress_is_throttled_but_final_always_lands(tmp_path, monkeypatch):
     state = BootState(tmp_path / "s.json")
     writes = []
