@@ -97,7 +97,7 @@ def _stop_and_check_nothing_is_left(agent: Agent, status: dict) -> None:
     wait_until(lambda: not any(pid_running(p) for p in tree), 30, 0.2, f"processes {sorted(tree)} to exit")
 
 
-def test_cold_boot_serves_the_openai_api_behind_the_probes(world):
+def _cold_boot(world: dict) -> None:
     agent = _start(world, "cold")
     try:
         _wait_ready_watching_the_gate(agent)
@@ -136,7 +136,7 @@ def test_cold_boot_serves_the_openai_api_behind_the_probes(world):
         agent.kill_tree()
 
 
-def test_warm_boot_makes_no_hub_requests_and_runs_the_engine_offline(world):
+def _warm_boot(world: dict) -> None:
     world["hub"].reset_stats()
     agent = _start(world, "warm")
     try:
@@ -149,3 +149,10 @@ def test_warm_boot_makes_no_hub_requests_and_runs_the_engine_offline(world):
         _stop_and_check_nothing_is_left(agent, status)
     finally:
         agent.kill_tree()
+
+
+def test_the_same_boot_twice_cold_then_warm(world):
+    """One test (not two) so that pytest-xdist cannot split the boots across workers: the warm
+    boot needs the cache the cold one filled."""
+    _cold_boot(world)
+    _warm_boot(world)
