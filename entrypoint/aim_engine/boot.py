@@ -55,8 +55,8 @@ class Stopped(BaseException):
 @contextmanager
 def stop_on_signals(on_force: Callable[[int], None] | None = None) -> Iterator[None]:
     """Turn SIGTERM/SIGINT into `Stopped` in the main thread, with a watchdog: if unwinding
-    takes longer than STOP_GRACE_S (e.g. download threads finishing their current file), call
-    `on_force(signum)` and exit anyway — the OS releases the file lock with the process, and
+    takes longer than STOP_GRACE_S (a safety net: the download pool does not wait for its
+    workers, so a normal stop unwinds at once), call `on_force(signum)` and exit anyway — the OS releases the file lock with the process, and
     the cache marks nothing complete that is not."""
 
     watchdogs: list[threading.Timer] = []

@@ -37,6 +37,22 @@ class HubError(AimError):
     pass
 
 
+class Cancelled(BaseException):
+    """The warm-up is being abandoned (a signal, or another file failed): a worker thread stops
+    at its next chunk or retry instead of finishing its file. A BaseException, so neither the
+    retry loop nor huggingface_hub's `except Exception` treat it as a failure to retry."""
+
+
+def interruptible_sleep(stop: Any) -> Callable[[float], None]:
+    """A backoff sleep that ends (raising `Cancelled`) as soon as `stop` (a threading.Event) is set."""
+
+    def sleep(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise Cancelled()
+
+    return sleep
+
+
 def endpoint_of(settings: Any) -> str:
     return (settings.hf_endpoint or DEFAULT_ENDPOINT).rstrip("/")
 
@@ -163,14 +179,17 @@ def resolve(settings: Any, repo_id: str, revision: str, policy: RetryPolicy, log
 
 
 def fetch(settings: Any, repo_id: str, commit: str, path: str, tqdm_class: type | None, policy: RetryPolicy,
-          log: Any, on_failed_attempt: Callable[[], None] | None = None) -> str:
+          log: Any, on_failed_attempt: Callable[[], None] | None = None, stop: Any = None) -> str:
     """Download one file into the hub cache (huggingface_hub's blob + snapshot symlink layout).
 
     `on_failed_attempt` runs after each failed try (the caller un-counts that try's bytes).
+    `stop` (a threading.Event): once set, no new try starts and a backoff wait ends at once.
     """
     from huggingface_hub import hf_hub_download
 
     def attempt() -> str:
+        if stop is not None and stop.is_set():
+            raise Cancelled()
         try:
             return hf_hub_download(repo_id, path, revision=commit, cache_dir=str(settings.hub_cache),
                                    endpoint=endpoint_of(settings), token=_token(settings), tqdm_class=tqdm_class,
@@ -180,4 +199,5 @@ def fetch(settings: Any, repo_id: str, commit: str, path: str, tqdm_class: type 
                 on_failed_attempt()
             raise
 
-    return with_retries(attempt, policy, f"{repo_id}/{path}", log)
+    sleep = interruptible_sleep(stop) if stop is not None else time.sleep
+    return with_retries(attempt, policy, f"{repo_id}/{path}", log, sleep=sleep)

@@ -114,10 +114,12 @@ class Tracker:
                                 holder, self.model, snap.files_done, snap.files_total)
         self._emit(snap)
 
-    def tqdm_class(self, counted: list[int]) -> type:
+    def tqdm_class(self, counted: list[int], stop: threading.Event | None = None) -> type:
         """A tqdm look-alike for huggingface_hub's per-file progress (`tqdm_class=`) feeding this tracker.
 
-        `counted[0]` accumulates this file's bytes, so a failed attempt can be un-counted.
+        `counted[0]` accumulates this file's bytes, so a failed attempt can be un-counted. Once
+        `stop` is set, the next chunk raises `Cancelled`: huggingface_hub leaves its `.incomplete`
+        temp file (never renamed into the snapshot) and the worker thread ends.
         """
         tracker = self
 
@@ -132,6 +134,10 @@ class Tracker:
                 pass
 
             def update(self, n: int | float | None = 1) -> None:
+                if stop is not None and stop.is_set():
+                    from aim_engine.cache.download import Cancelled
+
+                    raise Cancelled()
                 counted[0] += int(n or 0)
                 tracker.add(int(n or 0))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -178,6 +179,7 @@ def _download(repo_id: str, revision: str, settings: Any, layout: Layout, option
             raise download.translate(exc, settings, repo_id, revision) from None
 
     started = time.monotonic()
+    stop = threading.Event()   # set when the download is abandoned: workers end at their next chunk
     tracker.set_phase("resolving")
     commit, listing = hub_call(lambda: download.resolve(settings, repo_id, revision, options.retry, log))
     selected = select_files(listing)
@@ -191,8 +193,8 @@ def _download(repo_id: str, revision: str, settings: Any, layout: Layout, option
             tracker.add(-counted[0])
             counted[0] = 0
 
-        hub_call(lambda: download.fetch(settings, repo_id, commit, f.path, tracker.tqdm_class(counted),
-                                        options.retry, log, on_failed_attempt=uncount))
+        hub_call(lambda: download.fetch(settings, repo_id, commit, f.path, tracker.tqdm_class(counted, stop),
+                                        options.retry, log, on_failed_attempt=uncount, stop=stop))
         tracker.file_done()
 
     by_path = {f.path: f for f in selected}
@@ -219,19 +221,19 @@ def _download(repo_id: str, revision: str, settings: Any, layout: Layout, option
     log.info("downloading model", commit=commit, files=len(missing), size=_gb(total),
              kept=len(selected) - len(missing), skipped=len(listing) - len(selected))
     tracker.set_phase("downloading", bytes_total=total, bytes_done=0, files_total=len(missing), files_done=0)
-    _run_parallel(fetch, missing, options.max_workers)
+    _run_parallel(fetch, missing, options.max_workers, stop)
 
     tracker.set_phase("verifying")
     full = settings.cache_verify == "full"
-    bad = _verify(snapshot, selected, full, options.max_workers)
+    bad = _verify(snapshot, selected, full, options.max_workers, stop)
     if bad:
         log.warning("files failed verification; fetching them again", files={f.path: p for f, p in bad})
         for f, _ in bad:
             _remove_file(layout, repo_id, snapshot, f)
             if full and f.etag:
                 layout.blob(repo_id, f.etag).unlink(missing_ok=True)
-        _run_parallel(fetch, [f for f, _ in bad], options.max_workers)
-        bad = _verify(snapshot, [f for f, _ in bad], full, options.max_workers)
+        _run_parallel(fetch, [f for f, _ in bad], options.max_workers, stop)
+        bad = _verify(snapshot, [f for f, _ in bad], full, options.max_workers, stop)
         if bad:
             raise AimError(f"{repo_id}@{commit[:12]}: downloaded files do not match the hub's listing: "
                            + "; ".join(f"{f.path} {p}" for f, p in bad[:5]),
@@ -291,22 +293,38 @@ def _check_space(layout: Layout, repo_id: str, settings: Any, missing: list[Any]
     log.debug("disk space ok", need=need, free=free)
 
 
-def _run_parallel(fn: Callable[[Any], None], items: list[Any], workers: int) -> None:
+def _run_parallel(fn: Callable[[Any], Any], items: list[Any], workers: int,
+                  stop: threading.Event | None = None) -> list[Any]:
+    """`fn` over `items` in a thread pool; the results in order, or the first failure.
+
+    On a failure or an interrupt (SIGTERM arrives as `Stopped` in this, the main thread) the pool
+    is not waited for: `stop` is set so the workers end at their next chunk or retry, queued
+    items are cancelled, and the exception propagates at once, so the lock is released and the
+    boot stops promptly. A file a worker was writing stays a huggingface_hub `.incomplete` temp
+    file, never a snapshot entry, and the marker is only written after everything verified.
+    """
     if not items:
-        return
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items))), thread_name_prefix="aim-dl") as pool:
+        return []
+    stop = stop or threading.Event()
+    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(items))), thread_name_prefix="aim-dl")
+    try:
         futures = [pool.submit(fn, item) for item in items]
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for fut in pending:
-            fut.cancel()
+        wait(futures, return_when=FIRST_EXCEPTION)
         for fut in futures:
             if fut.done() and not fut.cancelled() and fut.exception() is not None:
                 raise fut.exception()  # type: ignore[misc]
+        results = [fut.result() for fut in futures]
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return results
 
 
-def _verify(snapshot: Path, files: list[Any], full: bool, workers: int) -> list[tuple[Any, str]]:
+def _verify(snapshot: Path, files: list[Any], full: bool, workers: int,
+            stop: threading.Event | None = None) -> list[tuple[Any, str]]:
     def check(f: Any) -> tuple[Any, str | None]:
         return f, markers.content_problem(snapshot / f.path, f.size, f.sha256, f.blob_id, full)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return [(f, p) for f, p in pool.map(check, files) if p is not None]
+    return [(f, p) for f, p in _run_parallel(check, files, workers, stop) if p is not None]
