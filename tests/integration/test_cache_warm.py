@@ -164,6 +164,41 @@ def test_persistent_server_errors_end_in_a_clear_error(hub, tiny, tmp_path):
     assert markers.read(Layout.of(make_settings(tmp_path / "cache", hub)), REPO, "main") is None
 
 
+@pytest.mark.parametrize("status, words", [
+    (403, ["HTTP 403", "refused access", "org/tiny/config.json", "HF_TOKEN"]),
+    (404, ["HTTP 404", "not found", "org/tiny/config.json", "AIM_MODEL_REVISION"]),
+])
+def test_forbidden_or_missing_file_fails_at_once_with_a_clear_error(hub, tiny, tmp_path, status, words):
+    """huggingface_hub 2.x reports a 403/404 on a file's metadata HEAD as LocalEntryNotFoundError
+    ("check your connection"); the cause is inspected, so there is one HEAD and a clear error."""
+    hub.add_repo(REPO, tiny.path)
+    token = "hf_" + "k" * 30
+    hub.add_token(token)
+    hub.add_fault(Fault(path="*/resolve/*/config.json", method="HEAD", status=status))
+    settings = make_settings(tmp_path / "cache", hub, HF_TOKEN=token)
+    with pytest.raises(AimError) as err:
+        cache.warm(REPO, settings)    # the default policy: a retried call would make 6 HEADs
+    text = str(err.value)
+    for word in words:
+        assert word in text, text
+    assert "connection" not in text.lower() and token not in text
+    assert hub.file_requests(REPO, "config.json", "HEAD") == 1
+    assert hub.file_requests(REPO, "config.json", "GET") == 0
+    assert markers.read(Layout.of(settings), REPO, "main") is None
+
+
+def test_refused_connection_is_retried_then_named(tmp_path):
+    import socket
+
+    with socket.socket() as s:   # a port that was just free: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = Settings.from_env({"AIM_CACHE_PATH": str(tmp_path / "cache"), "HF_ENDPOINT": f"http://127.0.0.1:{port}"})
+    with pytest.raises(AimError) as err:
+        cache.warm(REPO, settings, options=FAST)
+    assert f"cannot reach http://127.0.0.1:{port}" in str(err.value) and "AIM_OFFLINE" in str(err.value)
+
+
 def test_unknown_revision_and_unknown_repo(hub, tiny, tmp_path):
     hub.add_repo(REPO, tiny.path)
     settings = make_settings(tmp_path / "cache", hub)

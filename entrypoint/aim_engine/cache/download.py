@@ -67,8 +67,37 @@ def _status(exc: BaseException) -> int | None:
     return getattr(response, "status_code", None)
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it wraps (`__cause__`, else `__context__`), outermost first, no cycles."""
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and all(cur is not s for s in seen) and len(seen) < 10:
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return seen
+
+
+def underlying(exc: BaseException) -> BaseException:
+    """The error that really happened. huggingface_hub 2.x wraps a failed metadata HEAD (a 403,
+    a 404 without the hub's error code, a refused connection) in `LocalEntryNotFoundError`
+    ("check your connection"), whatever the HTTP answer was; the cause says what it was."""
+    import httpx2
+    from huggingface_hub import errors as hf
+
+    for cause in _chain(exc):
+        if _status(cause) is not None or isinstance(cause, (httpx2.TransportError, hf.FileMetadataError,
+                                                              hf.OfflineModeIsEnabled)):
+            return cause
+    return exc
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status behind `exc` (its own, or that of the error it wraps), if there was an answer."""
+    return _status(underlying(exc))
+
+
 def retry_after(exc: BaseException) -> float | None:
-    response = getattr(exc, "response", None)
+    response = getattr(underlying(exc), "response", None)
     value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
     try:
         return float(value) if value is not None else None
@@ -77,30 +106,40 @@ def retry_after(exc: BaseException) -> float | None:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: rate limits, server errors, network trouble, short reads."""
+    """Worth retrying: rate limits, server errors, network trouble, short reads. Never a
+    401/403/404: the answer will not change, and a retry storm only delays the clear error."""
     import httpx2
     from huggingface_hub import errors as hf
 
     if isinstance(exc, (hf.RepositoryNotFoundError, hf.RevisionNotFoundError, hf.RemoteEntryNotFoundError,
                         hf.OfflineModeIsEnabled)):
         return False
-    if isinstance(exc, hf.HfHubHTTPError):
-        return _status(exc) in RETRY_STATUS
-    if isinstance(exc, (httpx2.TransportError, hf.LocalEntryNotFoundError)):
-        # LocalEntryNotFoundError here means: the HEAD failed (network) and nothing is cached yet.
+    cause = underlying(exc)
+    status = _status(cause)
+    if status is not None:
+        return status in RETRY_STATUS
+    if isinstance(cause, (hf.FileMetadataError, hf.OfflineModeIsEnabled)):
+        return False    # the endpoint answered, but not like a hub: a configuration problem
+    if isinstance(cause, httpx2.TransportError):
         return True
+    if isinstance(exc, hf.LocalEntryNotFoundError):
+        return True     # the HEAD failed for an unrecorded reason and nothing is cached yet
     if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
         return True
     return False
 
 
-def translate(exc: BaseException, settings: Any, repo_id: str, revision: str) -> AimError:
-    """A user-facing error for a failed hub call (the token is never part of it)."""
+def translate(exc: BaseException, settings: Any, repo_id: str, revision: str, path: str | None = None) -> AimError:
+    """A user-facing error for a failed hub call (the token is never part of it). `path` is the
+    file being fetched, when the call was for one file."""
     from huggingface_hub import errors as hf
 
     endpoint = endpoint_of(settings)
     secrets = [settings.hf_token] if settings.hf_token else []
-    detail = redact.mask_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, secrets)
+    cause = underlying(exc)
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    detail = redact.mask_text(lines[0] if lines else type(cause).__name__, secrets)
+    what = f"{repo_id}/{path}" if path else repo_id
     if isinstance(exc, hf.GatedRepoError):
         why = "HF_TOKEN is not set" if not settings.hf_token else "the account of HF_TOKEN has no access to it"
         return HubError(f"{repo_id} is a gated model and {why} ({endpoint})",
@@ -118,25 +157,38 @@ def translate(exc: BaseException, settings: Any, repo_id: str, revision: str) ->
     if isinstance(exc, hf.RemoteEntryNotFoundError):
         return HubError(f"a file of {repo_id}@{revision} disappeared from {endpoint} during the download: {detail}",
                         hint="retry; if the revision is a branch that was just updated, pin AIM_MODEL_REVISION")
-    if isinstance(exc, hf.OfflineModeIsEnabled):
+    if isinstance(exc, hf.OfflineModeIsEnabled) or isinstance(cause, hf.OfflineModeIsEnabled):
         return HubError(f"cannot download {repo_id}: HF_HUB_OFFLINE is set in the agent's environment",
                         hint="use AIM_OFFLINE=1 instead (the agent sets HF_HUB_OFFLINE for the engine), or unset "
                              "HF_HUB_OFFLINE to allow the download")
-    status = _status(exc)
+    status = _status(cause)
     if status == 401:
-        return HubError(f"{endpoint} rejected HF_TOKEN (HTTP 401: invalid or expired token) for {repo_id}",
+        if not settings.hf_token:
+            return HubError(f"{endpoint} requires authentication for {what} (HTTP 401) and HF_TOKEN is not set",
+                            hint="the model is private or gated: set HF_TOKEN to a read token of an account with "
+                                 "access")
+        return HubError(f"{endpoint} rejected HF_TOKEN (HTTP 401: invalid or expired token) for {what}",
                         hint="create a new read token on huggingface.co/settings/tokens and set HF_TOKEN")
     if status == 403:
-        return HubError(f"{endpoint} refused access to {repo_id} (HTTP 403): {detail}",
-                        hint="check that HF_TOKEN's account may read this model")
+        return HubError(f"{endpoint} refused access to {what}@{revision} (HTTP 403): {detail}",
+                        hint="the model may be gated or private: accept its terms on its Hugging Face page and "
+                             "check that HF_TOKEN's account may read it")
+    if status == 404:
+        return HubError(f"{endpoint} answered HTTP 404 (not found) for {what}@{revision}: {detail}",
+                        hint="check AIM_MODEL_ID and AIM_MODEL_REVISION; if HF_ENDPOINT is a mirror or proxy, "
+                             "check that it serves this model")
     if status is not None:
-        return HubError(f"{endpoint} answered HTTP {status} for {repo_id} after retries: {detail}",
+        return HubError(f"{endpoint} answered HTTP {status} for {what} after retries: {detail}",
                         hint="the hub may be down or rate-limiting; retry later, or pre-warm the cache and set "
                              "AIM_OFFLINE=1")
+    if isinstance(cause, hf.FileMetadataError):
+        return HubError(f"{endpoint} does not answer like a Hugging Face hub for {what}: {detail}",
+                        hint="check HF_ENDPOINT (it must point at the hub or a hub-compatible mirror) and any "
+                             "proxy in between")
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return HubError(f"the model cache ran out of disk space while downloading {repo_id}",
                         hint="grow the volume behind AIM_CACHE_PATH")
-    return HubError(f"cannot download {repo_id} from {endpoint}: {type(exc).__name__}: {detail}",
+    return HubError(f"cannot reach {endpoint} to download {what}: {type(cause).__name__}: {detail}",
                     hint="check network access to the hub (HF_ENDPOINT, proxies), or pre-warm the cache with "
                          "`aim-engine download` and set AIM_OFFLINE=1")
 
@@ -153,8 +205,10 @@ def with_retries(call: Callable[[], T], policy: RetryPolicy, what: str, log: Any
                 raise
             delay = retry_after(exc)
             delay = min(delay, policy.max_retry_after) if delay is not None else wait
+            cause = underlying(exc)
+            first = next((line.strip() for line in str(cause).splitlines() if line.strip()), "")
             log.warning("transient hub error, retrying", what=what, attempt=attempt, of=policy.attempts,
-                        wait_s=round(delay, 2), error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                        wait_s=round(delay, 2), error=f"{type(cause).__name__}: {first[:200]}")
             sleep(delay)
             wait = min(wait * 2, policy.max_wait)
     raise AssertionError("unreachable")

@@ -170,13 +170,13 @@ def _download(repo_id: str, revision: str, settings: Any, layout: Layout, option
     from aim_engine.cache import download
     from aim_engine.cache.select import filter_by_index, select_files, weights_format
 
-    def hub_call(fn: Callable[[], Any]) -> Any:
+    def hub_call(fn: Callable[[], Any], path: str | None = None) -> Any:
         try:
             return fn()
         except AimError:
             raise
         except Exception as exc:
-            raise download.translate(exc, settings, repo_id, revision) from None
+            raise download.translate(exc, settings, repo_id, revision, path) from None
 
     started = time.monotonic()
     stop = threading.Event()   # set when the download is abandoned: workers end at their next chunk
@@ -194,7 +194,7 @@ def _download(repo_id: str, revision: str, settings: Any, layout: Layout, option
             counted[0] = 0
 
         hub_call(lambda: download.fetch(settings, repo_id, commit, f.path, tracker.tqdm_class(counted, stop),
-                                        options.retry, log, on_failed_attempt=uncount, stop=stop))
+                                        options.retry, log, on_failed_attempt=uncount, stop=stop), f.path)
         tracker.file_done()
 
     by_path = {f.path: f for f in selected}
