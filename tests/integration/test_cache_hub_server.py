@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import http.client
+import json
+import urllib.parse
+
 import httpx2
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
@@ -82,3 +87,58 @@ def test_spawned_server_is_driven_through_control_endpoints(tmp_path):
         assert stats["requests"] == 2 and proc.client.file_bytes("org/s", "config.json") > 0
         proc.client.reset_stats()
         assert proc.client.stats()["requests"] == 0
+
+
+def test_paths_info_like_the_hub(served):
+    hub, repo, sha = served
+    api = HfApi(endpoint=hub.url, token=False)
+    shard = repo.shards[0]
+    infos = api.get_paths_info("org/tiny", [shard, "config.json", "original", "no-such-file"], revision="main")
+    by_path = {i.path: i for i in infos}
+    assert list(by_path) == [shard, "config.json", "original"]      # missing paths are left out
+    assert by_path[shard].size == (repo.path / shard).stat().st_size
+    assert by_path[shard].lfs.sha256 == hashlib.sha256((repo.path / shard).read_bytes()).hexdigest()
+    assert by_path[shard].lfs.size == by_path[shard].size
+    config = (repo.path / "config.json").read_bytes()
+    assert by_path["config.json"].lfs is None
+    assert by_path["config.json"].blob_id == hashlib.sha1(b"blob %d\0" % len(config) + config).hexdigest()
+    assert type(by_path["original"]).__name__ == "RepoFolder"
+    expanded = api.get_paths_info("org/tiny", shard, expand=True, revision=sha)
+    assert expanded[0].last_commit.oid == sha and expanded[0].security.safe
+    # JSON bodies are accepted too; errors are the hub's.
+    r = httpx2.post(f"{hub.url}/api/models/org/tiny/paths-info/main", json={"paths": ["config.json"]})
+    assert r.status_code == 200 and [e["path"] for e in r.json()] == ["config.json"]
+    with pytest.raises(RevisionNotFoundError):
+        api.get_paths_info("org/tiny", ["config.json"], revision="nope")
+    with pytest.raises(RepositoryNotFoundError):
+        api.get_paths_info("org/nope", ["config.json"])
+
+
+def test_request_bodies_are_consumed_so_keep_alive_connections_stay_in_sync(served):
+    """A body the route does not use, or one sent to an injected fault, must not be read as the
+    next request on the same connection."""
+    hub, repo, sha = served
+    host, port = hub.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        body = urllib.parse.urlencode({"paths": ["config.json"], "expand": "False"}, doseq=True)
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        conn.request("POST", "/api/models/org/tiny", body=body, headers=form)   # 405, body unused
+        first = conn.getresponse()
+        first.read()
+        hub.add_fault(Fault(path="*/paths-info/*", status=503, times=1))
+        conn.request("POST", "/api/models/org/tiny/paths-info/main", body=body, headers=form)
+        second = conn.getresponse()
+        second.read()
+        conn.request("POST", "/api/models/org/tiny/paths-info/main", body=body, headers=form)
+        third = conn.getresponse()
+        entries = json.loads(third.read())
+        conn.request("GET", "/org/tiny/resolve/main/config.json")
+        fourth = conn.getresponse()
+        content = fourth.read()
+    finally:
+        conn.close()
+        hub.clear_faults()
+    assert (first.status, second.status, third.status, fourth.status) == (405, 503, 200, 200)
+    assert [e["path"] for e in entries] == ["config.json"]
+    assert content == (repo.path / "config.json").read_bytes()

@@ -44,6 +44,12 @@ Hub behaviour implemented (checked against huggingface_hub 2.x's client code):
 - `GET /api/models/{repo}/tree/{rev}[/{path}]?recursive=...` -> file/directory entries with `oid`
   (git blob sha1), `size`, `lfs` {`oid` (sha256), `size`, `pointerSize`}; paginated with a
   `Link: <...>; rel="next"` header (`page_size`, default 1000, like the hub).
+- `POST /api/models/{repo}/paths-info/{rev}` (`HfApi.get_paths_info`): a form-encoded (what
+  huggingface_hub sends: `paths=a&paths=b&expand=False`) or JSON (`{"paths": [...], "expand": true}`)
+  body; the entries of the paths that exist, in the tree's format (missing paths are left out, a
+  directory is a `directory` entry); `expand` adds `lastCommit` and `securityFileStatus`.
+- Every request's body is read (`Content-Length`), whatever the answer, so a keep-alive
+  connection stays in sync after an error or an injected fault.
 - `HEAD`/`GET /{repo}/resolve/{rev}/{path}` -> `X-Repo-Commit`, `ETag` (git blob sha1), and for LFS
   files `X-Linked-Etag` (sha256) and `X-Linked-Size`; `Accept-Ranges: bytes`, `Range` -> 206.
 - Errors with the hub's `X-Error-Code` header: unknown repo -> 401 (no token) or 404 (valid token)
@@ -315,8 +321,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(status, {"error": message}, h)
 
     def _read_body(self) -> bytes:
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n else b""
+        """The request body, read once per request (`_dispatch` reads it before anything else)."""
+        body = getattr(self, "_body", None)
+        if body is None:
+            try:
+                n = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                n = 0
+            body = self.rfile.read(n) if n > 0 else b""
+            self._body = body
+        return body
 
     def do_HEAD(self) -> None:
         self._dispatch()
@@ -336,7 +350,11 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         path = url.path
         query = urllib.parse.parse_qs(url.query)
+        self._body = None
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self.close_connection = True   # not supported: never read a chunked body as the next request
         try:
+            self._read_body()              # always, so the next request on this connection starts clean
             if path.startswith("/_"):
                 return self._control(path)
             self.state.count(self.command, path)
@@ -352,10 +370,10 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._error(f.status, None, f"injected {f.status}", headers)
             stream = {"drop_after": min((f.drop_after for f in faults if f.drop_after is not None), default=None),
                       "rate": min((f.rate for f in faults if f.rate), default=None)}
-            if self.command not in ("GET", "HEAD"):
-                return self._error(405, None, "method not allowed")
             if path.startswith("/api/models/"):
                 return self._api(path[len("/api/models/"):], query)
+            if self.command not in ("GET", "HEAD"):
+                return self._error(405, None, "method not allowed")
             return self._resolve(path.lstrip("/"), stream)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
@@ -435,6 +453,15 @@ class _Handler(BaseHTTPRequestHandler):
         if repo is None:
             return
         kind, _, tail = remainder.partition("/")
+        if kind == "paths-info":
+            if self.command != "POST":
+                return self._error(405, None, "paths-info takes a POST")
+            commit = self._commit_or_error(repo, tail or "main")
+            if commit is not None:
+                self._paths_info(commit)
+            return
+        if self.command not in ("GET", "HEAD"):
+            return self._error(405, None, "method not allowed")
         if kind in ("", "revision"):
             commit = self._commit_or_error(repo, tail or "main")
             if commit is not None:
@@ -512,6 +539,48 @@ class _Handler(BaseHTTPRequestHandler):
             path = urllib.parse.urlsplit(self.path).path
             headers["Link"] = f'<http://{host}{path}?{urllib.parse.urlencode(q)}>; rel="next"'
         self._json(200, page, headers)
+
+    def _paths_info(self, commit: Commit) -> None:
+        """`POST .../paths-info/{rev}`: the entries of the asked paths that exist, in asked order."""
+        body = self._read_body()
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        try:
+            if ctype == "application/json":
+                spec = json.loads(body or b"{}")
+                paths, expand = spec.get("paths", []), spec.get("expand", False)
+            else:
+                form = urllib.parse.parse_qs(body.decode(), keep_blank_values=True)
+                paths, expand = form.get("paths", []), (form.get("expand") or ["false"])[-1]
+        except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+            return self._error(400, None, f"bad paths-info body: {exc}")
+        if isinstance(paths, str):
+            paths = [paths]
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            return self._error(400, None, "paths must be a list of strings")
+        expand = expand if isinstance(expand, bool) else str(expand).lower() in ("true", "1")
+        last_commit = {"id": commit.sha, "title": "Upload folder", "date": "2025-01-01T00:00:00.000Z"}
+        entries: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for raw in paths:
+            p = raw.strip("/")
+            if p in seen:
+                continue
+            seen.add(p)
+            f = commit.files.get(p)
+            if f is not None:
+                entry = f.tree_entry()
+                if expand:
+                    entry["lastCommit"] = last_commit
+                    entry["securityFileStatus"] = {"status": "safe", "avScan": {"virusFound": False},
+                                                   "pickleImportScan": None}
+            elif p and any(name.startswith(p + "/") for name in commit.files):
+                entry = {"type": "directory", "oid": hashlib.sha1(p.encode()).hexdigest(), "size": 0, "path": p}
+                if expand:
+                    entry["lastCommit"] = last_commit
+            else:
+                continue    # like the hub: a path that does not exist is simply not listed
+            entries.append(entry)
+        self._json(200, entries)
 
     # -- /{repo}/resolve/{rev}/{path}
 
