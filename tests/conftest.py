@@ -56,3 +56,16 @@ def sglang_venv() -> Path:
 def aim_cli() -> list[str]:
     """argv prefix that runs the installed CLI in a real subprocess."""
     return [sys.executable, "-m", "aim_engine"]
+
+
+@pytest.fixture
+def shared_tmp():
+    """A directory an unprivileged user can traverse (pytest's tmp_path is private to root):
+    tests that drop to uid 65534 to get real EACCES/EPERM on fixture files need it."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="aim-hw-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

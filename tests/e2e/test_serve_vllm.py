@@ -16,7 +16,6 @@ import json
 import signal
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 

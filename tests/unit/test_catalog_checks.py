@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from aim_engine.catalog import checks
-from tests.unit.catalog_helpers import (checks_of, config_args, mutate, only, shipped_model, shipped_recipe,
+from tests.unit.catalog_helpers import (config_args, mutate, only, shipped_model, shipped_recipe,
                                         validate_model, validate_recipe, write)
 from aim_engine.catalog.validator import Inputs, validate
 

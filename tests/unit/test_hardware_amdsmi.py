@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import shutil
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -132,12 +130,6 @@ def test_keyerror_at_import_falls_through_and_prints_nothing(tmp_path, monkeypat
     assert "libamd_smi" not in out and out == ""
 
 
-@pytest.fixture
-def shared_tmp():
-    path = Path(tempfile.mkdtemp(prefix="aim-hw-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_amdsmi_lists_every_gpu_but_the_pod_counts_only_its_own(shared_tmp):

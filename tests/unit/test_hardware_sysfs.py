@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -192,13 +191,6 @@ def test_visibility_variables_apply_to_sysfs_devices(tmp_path):
 
 # --- EPERM: a pod given 1 of 8 GPUs ----------------------------------------------------------
 
-@pytest.fixture
-def shared_tmp():
-    """A directory an unprivileged user can traverse (pytest's tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="aim-hw-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_pod_given_one_of_eight_counts_only_its_gpu(shared_tmp):

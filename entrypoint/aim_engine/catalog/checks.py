@@ -238,7 +238,7 @@ def check_engine_args(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Proble
                 native_flag = native.get("flag")
                 if native_flag and native_flag != arg and native_flag in config.args:
                     yield doc.problem("engine-args", where, f"{arg} and {native_flag} both set (they are the same {ENGINE_NAME[engine]} flag)",
-                                      f"keep one of them")
+                                      "keep one of them")
                 if native.get("switch") and not _switch_value_ok(value):
                     yield doc.problem("engine-args", where, f"{arg} is a switch; {value!r} is not true/false",
                                       f'write {arg}: "true" (or remove it)')
@@ -336,7 +336,7 @@ def check_dtype(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Problem]:
             if quantization not in (None, False):
                 yield doc.problem("dtype", _arg_path(config, "--quantization"),
                                   f"--quantization {quantization} with precision {precision}",
-                                  f"set precision to the quantized type, or drop --quantization")
+                                  "set precision to the quantized type, or drop --quantization")
             continue
         # fp8 / int8 / int4: something must make the weights that precision.
         if dtype == FP8_DTYPE and precision != "fp8":

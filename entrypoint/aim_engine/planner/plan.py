@@ -8,7 +8,7 @@ that lost, why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aim_engine.catalog.types import Model, Recipe, ServeConfig

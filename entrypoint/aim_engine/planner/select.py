@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from aim_engine.catalog.types import Model, Recipe, ServeConfig
 from aim_engine.errors import AimError
 from aim_engine.planner import memory, sizing, synthesize
-from aim_engine.planner.model_source import ModelSource, checkpoint_precision, resolve
+from aim_engine.planner.model_source import ModelSource, resolve
 from aim_engine.planner.plan import Plan, Rejection
 
 if TYPE_CHECKING:
