@@ -232,32 +232,105 @@ def cached_snapshot(hub_cache: Path, repo_id: str, revision: str) -> Path | None
     return snapshot if (snapshot / "config.json").is_file() else None
 
 
+# The first hub contact of a boot: a few quick tries, so an unreachable hub is reported in
+# seconds (huggingface_hub's own retry of a failed metadata call waits up to ~40 s).
+PROBE_RETRY = dict(attempts=3, base=0.5, max_wait=2.0, max_retry_after=5.0)
+
+
+def _hub_error(exc: BaseException, repo_id: str, settings: Any) -> AimError:
+    """What went wrong reading config.json from the hub, told apart from the error huggingface_hub
+    wraps it in (a 403 or a refused connection both surface as "entry not found" otherwise).
+    Never names the token."""
+    from huggingface_hub import errors as hf
+
+    from aim_engine import redact
+    from aim_engine.cache.download import endpoint_of, http_status, underlying
+
+    endpoint = endpoint_of(settings)
+    cause = underlying(exc)
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    detail = redact.mask_text(lines[0] if lines else type(cause).__name__,
+                              [settings.hf_token] if settings.hf_token else [])
+    status = http_status(exc)
+    token_hint = "set HF_TOKEN to a read token of an account with access" if not settings.hf_token else \
+        "check that HF_TOKEN's account has access"
+    if isinstance(exc, hf.GatedRepoError):
+        return AimError(f"{repo_id} is gated on {endpoint}: access was refused"
+                        + ("" if settings.hf_token else " (HF_TOKEN is not set)"),
+                        hint=f"accept the license on the model page and {token_hint}")
+    if isinstance(exc, hf.RepositoryNotFoundError):
+        return AimError(f"AIM_MODEL_ID={repo_id!r}: no such model on {endpoint} (or it is private)",
+                        hint="check the id, set HF_TOKEN for private repos, or use a catalog name "
+                             "(`aim-engine recipes list --all`)")
+    if isinstance(exc, hf.RevisionNotFoundError):
+        return AimError(f"AIM_MODEL_REVISION={settings.model_revision!r} does not exist in {repo_id} on {endpoint}",
+                        hint="use a branch, tag or commit of the model (default: main)")
+    if isinstance(exc, hf.RemoteEntryNotFoundError):
+        return AimError(f"{repo_id} has no config.json on {endpoint}: not a transformers checkpoint the engines "
+                        "can load")
+    if status == 401:
+        if settings.hf_token:
+            return AimError(f"{endpoint} rejected HF_TOKEN (HTTP 401: invalid or expired token) for {repo_id}",
+                            hint="create a new read token on huggingface.co/settings/tokens and set HF_TOKEN")
+        return AimError(f"{endpoint} requires authentication for {repo_id} (HTTP 401) and HF_TOKEN is not set",
+                        hint=f"the model is private or gated: {token_hint}")
+    if status == 403:
+        return AimError(f"{endpoint} refused access to {repo_id} (HTTP 403): {detail}",
+                        hint=f"the model may be gated: accept its license on the model page and {token_hint}")
+    if status == 404:
+        return AimError(f"{endpoint} answered HTTP 404 (not found) for config.json of {repo_id}: {detail}",
+                        hint="check AIM_MODEL_ID and AIM_MODEL_REVISION; if HF_ENDPOINT is a mirror or proxy, "
+                             "check that it serves this model")
+    if status is not None:
+        return AimError(f"{endpoint} answered HTTP {status} for config.json of {repo_id} after retries: {detail}",
+                        hint="the hub may be down or rate-limiting: retry later, or pre-warm the cache "
+                             "(`aim-engine download`) and set AIM_OFFLINE=1")
+    if isinstance(cause, hf.FileMetadataError):
+        return AimError(f"{endpoint} does not answer like a Hugging Face hub: {detail}",
+                        hint="check HF_ENDPOINT (the hub or a hub-compatible mirror) and any proxy in between")
+    return AimError(f"cannot reach the Hugging Face hub at {endpoint} to read config.json of {repo_id} "
+                    f"({type(cause).__name__}: {detail})",
+                    hint=f"{repo_id} is not in the catalog, so its config.json is needed: check HF_ENDPOINT, "
+                         "the network and proxies, or pre-warm the cache where the hub is reachable "
+                         "(`aim-engine download`) and set AIM_OFFLINE=1")
+
+
+def _probe_config(repo_id: str, settings: Any) -> None:
+    """One metadata request for config.json with a few quick retries: proves the hub answers and
+    the file is readable before huggingface_hub (with its long retries) downloads it."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import FileMetadataError
+
+    from aim_engine.cache.download import RetryPolicy, endpoint_of, with_retries
+    from aim_engine.logs import get_logger
+
+    endpoint = endpoint_of(settings)
+    url = hf_hub_url(repo_id, "config.json", revision=settings.model_revision, endpoint=endpoint)
+
+    def head() -> None:
+        meta = get_hf_file_metadata(url, token=settings.hf_token or False, endpoint=endpoint,
+                                    library_name="aim-engine")
+        if meta.commit_hash is None:
+            raise FileMetadataError(f"the answer for {url} has no X-Repo-Commit header")
+
+    with_retries(head, RetryPolicy(**PROBE_RETRY), f"config.json of {repo_id}",
+                 get_logger("aim_engine.planner", model=repo_id))
+
+
 def _hub_fetch(repo_id: str, settings: Any) -> tuple[dict[str, Any], int | None]:
     """config.json (and the weights size) of a repo from the hub; every failure is an AimError
     naming the repo and the endpoint, never the token."""
     from huggingface_hub import hf_hub_download  # lazily: heavy, and most boots never need it
-    from huggingface_hub import errors as hf_errors
 
-    endpoint = settings.hf_endpoint or "https://huggingface.co"
+    from aim_engine.cache.download import endpoint_of
+
     common = dict(revision=settings.model_revision, cache_dir=str(settings.hub_cache),
-                  token=settings.hf_token or False, endpoint=settings.hf_endpoint)
+                  token=settings.hf_token or False, endpoint=endpoint_of(settings))
     try:
+        _probe_config(repo_id, settings)
         config_path = hf_hub_download(repo_id, "config.json", **common)
-    except hf_errors.GatedRepoError:
-        raise AimError(f"{repo_id} is gated on {endpoint}: access was refused",
-                       hint="accept the license on the model page and set HF_TOKEN") from None
-    except hf_errors.RepositoryNotFoundError:
-        raise AimError(f"AIM_MODEL_ID={repo_id!r}: no such model on {endpoint} (or it is private)",
-                       hint="check the id, set HF_TOKEN for private repos, or use a catalog name "
-                            "(`aim-engine recipes list --all`)") from None
-    except hf_errors.RevisionNotFoundError:
-        raise AimError(f"AIM_MODEL_REVISION={settings.model_revision!r} does not exist in {repo_id}") from None
-    except hf_errors.EntryNotFoundError:
-        raise AimError(f"{repo_id} has no config.json: not a transformers checkpoint the engines can load") from None
-    except Exception as exc:  # network down, TLS, 5xx: huggingface_hub raises many types
-        raise AimError(f"cannot read config.json of {repo_id} from {endpoint}: {type(exc).__name__}",
-                       hint="check HF_ENDPOINT and the network, or pre-warm the cache "
-                            "(`aim-engine download`) and set AIM_OFFLINE=true") from None
+    except Exception as exc:  # noqa: BLE001 — every failure is told apart in _hub_error
+        raise _hub_error(exc, repo_id, settings) from None
     config = _read_json(Path(config_path), "config.json")
     size: int | None = None
     try:
@@ -267,7 +340,7 @@ def _hub_fetch(repo_id: str, settings: Any) -> tuple[dict[str, Any], int | None]
         try:  # single-file checkpoints have no index: ask for the file's size
             from huggingface_hub import HfApi
 
-            api = HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token or False)
+            api = HfApi(endpoint=common["endpoint"], token=settings.hf_token or False)
             infos = api.get_paths_info(repo_id, ["model.safetensors"], revision=settings.model_revision)
             size = sum(int(getattr(i, "size", 0) or 0) for i in infos) or None
         except Exception:
