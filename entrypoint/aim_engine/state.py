@@ -11,14 +11,17 @@ Stdlib only: the probe process imports this module and must start in millisecond
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+# The state file is written and read through the shared atomic-file helpers (one rename per
+# write; a reader gets None rather than an error for a missing or unreadable file).
+from aim_engine.atomic import read_json as read_state
+from aim_engine.atomic import write_json as write_json_atomic
 
 # Phases in boot order. `ready` is computed by the probe (the engine lists the model); `failed`
 # and `stopped` are terminal for the agent.
@@ -35,31 +38,6 @@ PHASES: tuple[str, ...] = (
 )
 TERMINAL = frozenset({"failed", "stopped"})
 PROGRESS_INTERVAL_S = 0.5   # at most two progress writes a second
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Replace `path` with `data` as JSON in one rename (readers see the old or the new file)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def read_state(path: Path) -> dict[str, Any] | None:
-    """The last state written, or None when there is none (yet) or it cannot be read."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 @dataclass

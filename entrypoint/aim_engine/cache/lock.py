@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import socket
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from aim_engine.atomic import read_json, write_json
 from aim_engine.cache.layout import Layout
 from aim_engine.cache.types import Progress
 from aim_engine.errors import AimError
@@ -61,10 +60,7 @@ class LockOptions:
 
 
 def read_holder(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    return read_json(path)
 
 
 def describe_holder(info: dict[str, Any] | None) -> str:
@@ -97,17 +93,6 @@ def _flock_excludes(path: Path) -> bool:
         return False
     finally:
         os.close(fd)
-
-
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ModelLock:
@@ -184,7 +169,7 @@ class ModelLock:
         self._held = True
         self._info = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
                       "repo_id": self.repo_id, "progress": None}
-        _write_json_atomic(self.holder_path, self._info)
+        write_json(self.holder_path, self._info)
 
     def publish(self, progress: Progress, force: bool = False) -> None:
         """Record our progress in holder.json for waiters: on phase/file changes, else at most every second."""
@@ -198,7 +183,7 @@ class ModelLock:
         self._last_publish = now
         self._info["progress"] = progress.to_dict()
         try:
-            _write_json_atomic(self.holder_path, self._info)
+            write_json(self.holder_path, self._info)
         except OSError:
             pass
 

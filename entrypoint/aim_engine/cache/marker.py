@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aim_engine.atomic import fsync_dir, write_text
 from aim_engine.cache.layout import Layout
 
 FORMAT = 1
@@ -99,20 +99,10 @@ def quick_check(layout: Layout, repo_id: str, revision: str) -> tuple[Marker | N
 
 
 def write(layout: Layout, marker: Marker) -> Path:
-    """Atomically write `marker` (temp file in the same directory, fsync, rename, fsync dir)."""
+    """Atomically and durably write `marker` (temp file, fsync, rename, fsync of the directory)."""
     path = layout.marker(marker.repo_id, marker.revision)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".marker-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(marker.to_json())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    write_text(path, marker.to_json(), durable=True)
     return path
 
 
@@ -122,20 +112,7 @@ def remove(layout: Layout, repo_id: str) -> None:
     if folder.is_dir():
         for p in folder.glob("*.json"):
             p.unlink(missing_ok=True)
-        _fsync_dir(folder)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        fsync_dir(folder)
 
 
 def now() -> float:

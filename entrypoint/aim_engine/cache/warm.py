@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from aim_engine.atomic import write_text
 from aim_engine.cache import marker as markers
 from aim_engine.cache.layout import Layout, is_local_model
 from aim_engine.cache.types import Progress, WarmResult
@@ -242,9 +243,7 @@ def _download(repo_id: str, revision: str, settings: Any, layout: Layout, option
     if revision != commit:
         ref = layout.ref(repo_id, revision)
         ref.parent.mkdir(parents=True, exist_ok=True)
-        tmp = ref.with_name(f".{ref.name}.{os.getpid()}.tmp")
-        tmp.write_text(commit)
-        os.replace(tmp, ref)
+        write_text(ref, commit, keep_mode=True)
     marker = markers.Marker(repo_id, revision, commit,
                             tuple(markers.MarkedFile(f.path, f.size, f.sha256, f.blob_id) for f in selected),
                             verified="full" if full else "size", created=time.time())

@@ -20,9 +20,7 @@ Only facts the checkpoint itself states are touched. License, gating, aliases, d
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -333,18 +331,10 @@ def apply_changes(text: str, changes: Sequence[Change]) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` via a temp file in the same directory and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Replace a model file via a temp file and a rename, durably and keeping its permissions."""
+    from aim_engine.atomic import write_text
+
+    write_text(path, text, durable=True, keep_mode=True)
 
 
 # ------------------------------------------------------------------------------------- fetch (edge)

@@ -418,6 +418,7 @@ def plan_files(models_dir: Path, out_dir: Path, recipes_dir: Path) -> tuple[dict
 
 
 def main(args: argparse.Namespace) -> int:
+    from aim_engine.atomic import write_text
     from aim_engine.catalog import paths
 
     models_dir = Path(args.models_dir) if getattr(args, "models_dir", None) else paths.shipped_models_dir()
@@ -439,9 +440,7 @@ def main(args: argparse.Namespace) -> int:
         return 1
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in changed:
-        tmp = path.with_suffix(".yaml.tmp")
-        tmp.write_text(wanted[path], encoding="utf-8")
-        tmp.replace(path)
+        write_text(path, wanted[path], keep_mode=True)
     for path in stale:
         path.unlink()
     print(f"{len(wanted)} recipes in {out_dir}: {len(changed)} written, "
