@@ -12,17 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from aim_engine.catalog.problems import KeyPath
+from aim_engine.yamlfile import safe_loader
 
 
 def _yaml() -> Any:
     import yaml  # lazily: `aim-engine --help` must not pay for it
 
     return yaml
-
-
-def _loader() -> Any:
-    yaml = _yaml()
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class YamlSyntaxError(Exception):
@@ -47,7 +43,7 @@ def parse(text: str) -> Any:
     """Parse one YAML document (fast path). Raises `YamlSyntaxError` with the line on failure."""
     yaml = _yaml()
     try:
-        return _jsonable_keys(yaml.load(text, Loader=_loader()))
+        return _jsonable_keys(yaml.load(text, Loader=safe_loader()))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -90,7 +86,7 @@ def line_map(text: str) -> LineMap:
     yaml = _yaml()
     result = LineMap()
     try:
-        root = yaml.compose(text, Loader=_loader())
+        root = yaml.compose(text, Loader=safe_loader())
     except (yaml.YAMLError, ValueError, TypeError, RecursionError):
         return result
     if root is None:

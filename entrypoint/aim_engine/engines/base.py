@@ -156,11 +156,10 @@ class Table:
 
 @lru_cache(maxsize=None)
 def table() -> Table:
-    import yaml
+    from aim_engine import yamlfile
 
     # Next to this module, like flags/ (importlib.resources would import zipfile: ~3 ms a boot).
-    text = (Path(__file__).resolve().parent / "canonical.yaml").read_text(encoding="utf-8")
-    raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    raw = yamlfile.load(Path(__file__).resolve().parent / "canonical.yaml")
     return Table(
         canonical=raw.get("canonical") or {},
         dtype_aliases=raw.get("dtype_aliases") or {},

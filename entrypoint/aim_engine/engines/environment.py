@@ -48,11 +48,9 @@ class EngineEnv:
 
 @lru_cache(maxsize=None)
 def _rules() -> tuple[Mapping[str, Any], ...]:
-    import yaml
+    from aim_engine import yamlfile
 
-    text = (Path(__file__).resolve().parent / "rocm_env.yaml").read_text(encoding="utf-8")
-    # libyaml's C loader: the pure-Python one took ~10 ms of every boot for this small file.
-    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    data = yamlfile.load(Path(__file__).resolve().parent / "rocm_env.yaml")
     return tuple((data or {}).get("rules") or ())
 
 

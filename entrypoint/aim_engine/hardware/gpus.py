@@ -143,11 +143,9 @@ def _build(raw: dict[str, Any]) -> _Table:
 
 @lru_cache(maxsize=1)
 def _table() -> _Table:
-    import yaml  # lazily: importing the package must stay cheap
+    from aim_engine import yamlfile  # PyYAML loads lazily: importing the package must stay cheap
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with TABLE_PATH.open(encoding="utf-8") as fh:
-        return _build(yaml.load(fh, Loader=loader))
+    return _build(yamlfile.load(TABLE_PATH))
 
 
 def all_specs() -> tuple[GpuSpec, ...]:
