@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from aim_engine.catalog.problems import Problem
-from aim_engine.catalog.types import Model, Recipe, ServeConfig
+from aim_engine.catalog.types import Model, Recipe, ServeConfig, int_arg
 
 RECIPE_SCOPE, MODEL_SCOPE, CATALOG_SCOPE = "recipe", "model", "catalog"
 EXTENSION_MODULES: tuple[str, ...] = ("aim_engine.planner.checks",)
@@ -104,15 +104,6 @@ def _arg_path(config: ServeConfig, arg: str) -> tuple[str, ...]:
 def _did_you_mean(word: str, options: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(options), n=2, cutoff=0.75)
     return f"did you mean {' or '.join(close)}?" if close else ""
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        return None
 
 
 # -------------------------------------------------------------------------- recipe checks
@@ -203,8 +194,8 @@ def check_tensor_parallel(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Pr
         n = config.gpus
         tp_flag = next((f for f in TP_FLAGS[config.engine] if f in config.args), None)
         dp_flag = next((f for f in DP_FLAGS[config.engine] if f in config.args), None)
-        tp = _as_int(config.args[tp_flag]) if tp_flag else 1
-        dp = _as_int(config.args[dp_flag]) if dp_flag else 1
+        tp = int_arg(config.args[tp_flag]) if tp_flag else 1
+        dp = int_arg(config.args[dp_flag]) if dp_flag else 1
         if tp_flag is None and n != 1:
             yield doc.problem("tensor-parallel", (*_config_path(config), "args"),
                               f"{n}_gpu config has no --tensor-parallel-size",

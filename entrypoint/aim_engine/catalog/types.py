@@ -82,6 +82,18 @@ class Model:
         return next((v for v in self.variants if v.huggingface_id == huggingface_id), None)
 
 
+def int_arg(value: Any) -> int | None:
+    """A recipe or AIM_ENGINE_ARGS value read as a whole number (`"8"`, `8`, `" 8 "`), or None
+    when it is not one (a bool, a float, other text): the one reading of counts, sizes and
+    lengths, shared by the validator's checks and the selector."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class ServeConfig:
     """One `N_gpu` entry of `vllm_serve` / `sglang_serve`."""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from aim_engine.catalog.checks import RECIPE_SCOPE, SECTION, Check, Context
 from aim_engine.catalog.problems import Problem
+from aim_engine.catalog.types import int_arg
 from aim_engine.planner import memory
 
 if TYPE_CHECKING:
@@ -57,13 +58,9 @@ def _find(config: "ServeConfig", what: str) -> tuple[str | None, Any]:
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        n = int(str(value).strip())
-    except ValueError:
-        return None
-    return n if n >= 1 else None
+    """A positive whole number, or None (the other checks report values that are not)."""
+    n = int_arg(value)
+    return n if n is not None and n >= 1 else None
 
 
 def read_config(model: "Model", config: "ServeConfig") -> ConfigReading | None:

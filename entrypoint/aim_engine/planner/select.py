@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from aim_engine.catalog.types import Model, Recipe, ServeConfig
+from aim_engine.catalog.types import Model, Recipe, ServeConfig, int_arg
 from aim_engine.errors import AimError
 from aim_engine.planner import memory, sizing, synthesize
 from aim_engine.planner.model_source import ModelSource, resolve
@@ -78,10 +78,8 @@ def _arg(args: Mapping[str, Any], names: Iterable[str]) -> Any:
 
 
 def _int(value: Any, default: int) -> int:
-    try:
-        return int(str(value))
-    except (TypeError, ValueError):
-        return default
+    number = int_arg(value)
+    return default if number is None else number
 
 
 def _float(value: Any, default: float) -> float:
