@@ -96,6 +96,13 @@ def http_status(exc: BaseException) -> int | None:
     return _status(underlying(exc))
 
 
+def describe(exc: BaseException, secrets: Any = ()) -> tuple[BaseException, str]:
+    """(the error that really happened, its first line with `secrets` masked) for a message."""
+    cause = underlying(exc)
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return cause, redact.mask_text(lines[0] if lines else type(cause).__name__, secrets)
+
+
 def retry_after(exc: BaseException) -> float | None:
     response = getattr(underlying(exc), "response", None)
     value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
@@ -135,10 +142,7 @@ def translate(exc: BaseException, settings: Any, repo_id: str, revision: str, pa
     from huggingface_hub import errors as hf
 
     endpoint = endpoint_of(settings)
-    secrets = [settings.hf_token] if settings.hf_token else []
-    cause = underlying(exc)
-    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    detail = redact.mask_text(lines[0] if lines else type(cause).__name__, secrets)
+    cause, detail = describe(exc, [settings.hf_token] if settings.hf_token else [])
     what = f"{repo_id}/{path}" if path else repo_id
     if isinstance(exc, hf.GatedRepoError):
         why = "HF_TOKEN is not set" if not settings.hf_token else "the account of HF_TOKEN has no access to it"

@@ -240,18 +240,14 @@ PROBE_RETRY = dict(attempts=3, base=0.5, max_wait=2.0, max_retry_after=5.0)
 def _hub_error(exc: BaseException, repo_id: str, settings: Any) -> AimError:
     """What went wrong reading config.json from the hub, told apart from the error huggingface_hub
     wraps it in (a 403 or a refused connection both surface as "entry not found" otherwise).
-    Never names the token."""
+    An HTTP answer (401, 403, 404, 5xx) or a server that does not answer like a hub is worded as
+    the cache words it for any file (`cache.download.translate`); what is particular to reading
+    a model's facts is worded here. Never names the token."""
     from huggingface_hub import errors as hf
 
-    from aim_engine import redact
-    from aim_engine.cache.download import endpoint_of, http_status, underlying
+    from aim_engine.cache.download import describe, endpoint_of, http_status, translate
 
     endpoint = endpoint_of(settings)
-    cause = underlying(exc)
-    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    detail = redact.mask_text(lines[0] if lines else type(cause).__name__,
-                              [settings.hf_token] if settings.hf_token else [])
-    status = http_status(exc)
     token_hint = "set HF_TOKEN to a read token of an account with access" if not settings.hf_token else \
         "check that HF_TOKEN's account has access"
     if isinstance(exc, hf.GatedRepoError):
@@ -268,26 +264,9 @@ def _hub_error(exc: BaseException, repo_id: str, settings: Any) -> AimError:
     if isinstance(exc, hf.RemoteEntryNotFoundError):
         return AimError(f"{repo_id} has no config.json on {endpoint}: not a transformers checkpoint the engines "
                         "can load")
-    if status == 401:
-        if settings.hf_token:
-            return AimError(f"{endpoint} rejected HF_TOKEN (HTTP 401: invalid or expired token) for {repo_id}",
-                            hint="create a new read token on huggingface.co/settings/tokens and set HF_TOKEN")
-        return AimError(f"{endpoint} requires authentication for {repo_id} (HTTP 401) and HF_TOKEN is not set",
-                        hint=f"the model is private or gated: {token_hint}")
-    if status == 403:
-        return AimError(f"{endpoint} refused access to {repo_id} (HTTP 403): {detail}",
-                        hint=f"the model may be gated: accept its license on the model page and {token_hint}")
-    if status == 404:
-        return AimError(f"{endpoint} answered HTTP 404 (not found) for config.json of {repo_id}: {detail}",
-                        hint="check AIM_MODEL_ID and AIM_MODEL_REVISION; if HF_ENDPOINT is a mirror or proxy, "
-                             "check that it serves this model")
-    if status is not None:
-        return AimError(f"{endpoint} answered HTTP {status} for config.json of {repo_id} after retries: {detail}",
-                        hint="the hub may be down or rate-limiting: retry later, or pre-warm the cache "
-                             "(`aim-engine download`) and set AIM_OFFLINE=1")
-    if isinstance(cause, hf.FileMetadataError):
-        return AimError(f"{endpoint} does not answer like a Hugging Face hub: {detail}",
-                        hint="check HF_ENDPOINT (the hub or a hub-compatible mirror) and any proxy in between")
+    cause, detail = describe(exc, [settings.hf_token] if settings.hf_token else [])
+    if http_status(exc) is not None or isinstance(cause, hf.FileMetadataError):
+        return translate(exc, settings, repo_id, settings.model_revision, "config.json")
     return AimError(f"cannot reach the Hugging Face hub at {endpoint} to read config.json of {repo_id} "
                     f"({type(cause).__name__}: {detail})",
                     hint=f"{repo_id} is not in the catalog, so its config.json is needed: check HF_ENDPOINT, "
