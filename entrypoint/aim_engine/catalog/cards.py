@@ -442,10 +442,6 @@ def _friendly(exc: BaseException, repo_id: str, endpoint: str, has_token: bool =
                     "check HF_ENDPOINT and the network (fetch-cards needs the hub)")
 
 
-def _endpoint(settings: Any) -> str:
-    return (settings.hf_endpoint or "https://huggingface.co").rstrip("/")
-
-
 def fetch_card(repo_id: str, settings: Any, revision: str = "main", *, with_config: bool = True,
                policy: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] = time.sleep) -> Card:
     """Read config.json and the safetensors byte total of `repo_id` from the hub.
@@ -463,7 +459,9 @@ def fetch_card(repo_id: str, settings: Any, revision: str = "main", *, with_conf
     from huggingface_hub.errors import EntryNotFoundError
     from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
-    endpoint = _endpoint(settings)
+    from aim_engine.cache.download import endpoint_of
+
+    endpoint = endpoint_of(settings)
     token: str | bool = settings.hf_token or False   # False: never fall back to a token stored on disk
 
     def announce(attempt: int, wait: float, exc: BaseException) -> None:

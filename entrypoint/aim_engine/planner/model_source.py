@@ -391,8 +391,10 @@ def resolve(settings: Any, catalog: Any, model_id: str | None = None) -> ModelSo
                        f"({settings.hub_cache})",
                        hint="warm the cache first (`aim-engine download`) or unset AIM_OFFLINE")
     else:
+        from aim_engine.cache.download import endpoint_of   # loaded by _hub_fetch already
+
         config, size = _hub_fetch(requested, settings)
-        origin = f"config.json from {settings.hf_endpoint or 'https://huggingface.co'}"
+        origin = f"config.json from {endpoint_of(settings)}"
     model = model_from_config(config, requested, size)
     _, quant = checkpoint_precision(config)
     return ModelSource(requested, "hub", model, served or requested, checkpoint=requested, quantization=quant,
