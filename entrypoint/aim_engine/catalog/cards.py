@@ -512,7 +512,9 @@ class FileReport:
 def model_files(models_dir: Path) -> list[Path]:
     if not models_dir.is_dir():
         raise AimError(f"models directory {models_dir} does not exist", "pass --models-dir DIR")
-    return sorted(p for p in models_dir.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    from aim_engine.catalog.loader import yaml_files
+
+    return yaml_files(models_dir)     # the files the catalog itself reads, in its order
 
 
 def _matches(doc: Mapping[str, Any], name: str) -> bool:
