@@ -26,7 +26,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Protocol
 
-from aim_engine.engines.flags import FlagInfo
+from aim_engine.engines.flags import EngineFlags, FlagInfo
+from aim_engine.engines.flags import load as load_flags
 from aim_engine.errors import AimError
 
 SWITCH_TRUE = ("true", "1", "yes", "on")
@@ -102,32 +103,6 @@ def multiple(info: FlagInfo) -> bool:
     return info.nargs in ("+", "*") or info.action == "_AppendAction"
 
 
-@dataclass(frozen=True)
-class FlagSet:
-    """The exact flags of one engine version (`engines.flags`, generated from the real parser)."""
-
-    engine: str
-    version: str
-    flags: Mapping[str, FlagInfo]       # every long option string -> its info
-
-    def get(self, flag: str) -> FlagInfo | None:
-        return self.flags.get(flag)
-
-    def close_matches(self, flag: str, n: int = 3) -> list[str]:
-        import difflib  # lazily: only for an unknown flag
-
-        return difflib.get_close_matches(flag, list(self.flags), n=n, cutoff=0.6)
-
-
-@lru_cache(maxsize=None)
-def flag_set(engine: str) -> FlagSet:
-    """The exact flag list of `engine`, loaded once from the generated data file."""
-    from aim_engine.engines import flags
-
-    data = flags.load(engine)
-    return FlagSet(engine=data.engine, version=data.version, flags=data.flags)
-
-
 # ------------------------------------------------------------------ translation table (canonical.yaml)
 @dataclass(frozen=True)
 class Table:
@@ -194,9 +169,9 @@ class RenderedArgs:
 class ArgRenderer:
     """Builds one engine's argument list from layered arg mappings. Pure: data in, argv out."""
 
-    def __init__(self, engine: str, flags: FlagSet | None = None, tbl: Table | None = None) -> None:
+    def __init__(self, engine: str, flags: EngineFlags | None = None, tbl: Table | None = None) -> None:
         self.engine = engine
-        self.flags = flags or flag_set(engine)
+        self.flags = flags or load_flags(engine)
         self.table = tbl or table()
         self.entries: dict[str, _Entry] = {}       # dest -> entry, in insertion order
         self.positional: str | None = None

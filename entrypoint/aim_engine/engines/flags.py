@@ -34,10 +34,20 @@ class FlagInfo:
 
 @dataclass(frozen=True)
 class EngineFlags:
+    """The exact flags of one engine version, generated from its real parser."""
+
     engine: str
     version: str
     regenerate: str
-    flags: dict[str, FlagInfo]
+    flags: dict[str, FlagInfo]      # every long option string -> its info
+
+    def get(self, flag: str) -> FlagInfo | None:
+        return self.flags.get(flag)
+
+    def close_matches(self, flag: str, n: int = 3) -> list[str]:
+        import difflib  # lazily: only for an unknown flag
+
+        return difflib.get_close_matches(flag, list(self.flags), n=n, cutoff=0.6)
 
 
 @lru_cache(maxsize=None)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from aim_engine.engines import environment
-from aim_engine.engines.base import ArgRenderer, FlagSet, Launch, Table, flag_set, table
+from aim_engine.engines.base import ArgRenderer, Launch
 from aim_engine.errors import AimError
 
 LOOPBACK = "127.0.0.1"
@@ -90,14 +90,12 @@ def render_args(
     overrides: Mapping[str, Any] | None = None,
     origin: str = "recipe",
     online_quantization: bool = True,
-    flags: FlagSet | None = None,
-    tbl: Table | None = None,
 ) -> ArgRenderer:
     """The pure core of rendering: layered args -> an `ArgRenderer` holding the result.
 
     Layers, each replacing the previous: recipe < plan < target < agent-owned < AIM_ENGINE_ARGS.
     """
-    r = ArgRenderer(engine, flags or flag_set(engine), tbl or table())
+    r = ArgRenderer(engine)
     r.online_quantization = online_quantization
     reserved = set(r.table.reserved)
     r.apply(recipe_args, origin, skip=reserved)
