@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 
@@ -32,11 +32,6 @@ class Progress:
         out["rate"] = round(self.rate, 1)
         return out
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Progress":
-        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        return cls(**fields)
-
 
 @dataclass(frozen=True)
 class WarmResult:
@@ -57,4 +52,3 @@ class WarmResult:
     offline: bool = True
     local: bool = False
     repo_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
