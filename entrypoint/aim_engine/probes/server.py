@@ -62,10 +62,9 @@ def check_engine(url: str, timeout: float = CHECK_TIMEOUT_S) -> EngineCheck:
 class Probe:
     """Shared state of the probe process (the server threads and the two background loops)."""
 
-    def __init__(self, state_path: Path, watch_pid: int, cleanup_dir: Path | None = None) -> None:
+    def __init__(self, state_path: Path, watch_pid: int) -> None:
         self.state_path = state_path
         self.watch_pid = watch_pid
-        self.cleanup_dir = cleanup_dir
         self.parent_watch = watch_pid == os.getppid()
         self.lock = threading.Lock()
         self.check: EngineCheck | None = None
@@ -152,7 +151,7 @@ def make_handler(probe: Probe) -> type[BaseHTTPRequestHandler]:
 
 def serve(sock: socket.socket, state_path: Path, watch_pid: int, cleanup_dir: Path | None = None) -> int:
     """Serve the probes on an already listening socket until the watched process is gone."""
-    probe = Probe(state_path, watch_pid, cleanup_dir)
+    probe = Probe(state_path, watch_pid)
     server = ThreadingHTTPServer(sock.getsockname()[:2], make_handler(probe), bind_and_activate=False)
     server.socket.close()
     server.socket = sock
