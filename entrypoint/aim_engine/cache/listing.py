@@ -11,6 +11,7 @@ from typing import Any
 
 from aim_engine.cache import marker as markers
 from aim_engine.cache.layout import Layout, repo_folder, repo_id_from_folder
+from aim_engine.cache.types import size_text
 from aim_engine.errors import AimError
 
 
@@ -72,10 +73,6 @@ def scan(layout: Layout) -> list[CachedModel]:
     return list(models.values())
 
 
-def _size(n: int) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
-
-
 def main_list(settings: Any, as_json: bool = False) -> int:
     models = scan(Layout.of(settings))
     if as_json:
@@ -88,7 +85,7 @@ def main_list(settings: Any, as_json: bool = False) -> int:
     for m in models:
         for r in m.revisions or [CachedRevision("-", None, False, problem="no revision recorded")]:
             status = "complete" if r.complete else f"incomplete: {r.problem}"
-            rows.append((m.repo_id, r.revision, (r.commit or "-")[:12], _size(m.disk_bytes), status))
+            rows.append((m.repo_id, r.revision, (r.commit or "-")[:12], size_text(m.disk_bytes), status))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
@@ -161,5 +158,5 @@ def remove(settings: Any, repo_id: str) -> int:
 
 def main_remove(settings: Any, repo_id: str) -> int:
     freed = remove(settings, repo_id)
-    print(f"removed {repo_id} ({_size(freed)} freed)")
+    print(f"removed {repo_id} ({size_text(freed)} freed)")
     return 0

@@ -52,3 +52,9 @@ class WarmResult:
     offline: bool = True
     local: bool = False
     repo_id: str | None = None
+
+
+def size_text(n: int) -> str:
+    """Bytes for people, as the cache's logs, errors and `cache list` write them: GB from 0.1 GB
+    up, MB below."""
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"

@@ -22,7 +22,7 @@ from typing import Any, Callable
 from aim_engine.atomic import write_text
 from aim_engine.cache import marker as markers
 from aim_engine.cache.layout import Layout, is_local_model
-from aim_engine.cache.types import Progress, WarmResult
+from aim_engine.cache.types import Progress, WarmResult, size_text
 from aim_engine.errors import AimError
 from aim_engine.logs import get_logger
 
@@ -59,10 +59,6 @@ class WarmOptions:
     refresh: bool = False
 
 
-def _gb(n: int) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
-
-
 def _result(layout: Layout, marker: markers.Marker, already_warm: bool, downloaded: int = 0) -> WarmResult:
     return WarmResult(path=str(layout.snapshot(marker.repo_id, marker.commit)), commit=marker.commit,
                       already_warm=already_warm, files=tuple(f.path for f in marker.files), bytes=marker.bytes,
@@ -94,7 +90,7 @@ def warm(repo_id: str, settings: Any, revision: str | None = None,
     started = time.perf_counter()
     found, why = markers.quick_check(layout, repo_id, revision)
     if found is not None and not options.refresh:
-        log.info("model cache is warm", commit=found.commit, files=len(found.files), size=_gb(found.bytes),
+        log.info("model cache is warm", commit=found.commit, files=len(found.files), size=size_text(found.bytes),
                  check_ms=round(1000 * (time.perf_counter() - started), 2))
         if on_progress:
             on_progress(Progress("complete", found.bytes, found.bytes, 0.0, None, repo_id, len(found.files),
@@ -219,7 +215,7 @@ def _download(repo_id: str, revision: str, settings: Any, layout: Layout, option
     _check_space(layout, repo_id, settings, missing, options, log)
 
     total = sum(f.size for f in missing)
-    log.info("downloading model", commit=commit, files=len(missing), size=_gb(total),
+    log.info("downloading model", commit=commit, files=len(missing), size=size_text(total),
              kept=len(selected) - len(missing), skipped=len(listing) - len(selected))
     tracker.set_phase("downloading", bytes_total=total, bytes_done=0, files_total=len(missing), files_done=0)
     _run_parallel(fetch, missing, options.max_workers, stop)
@@ -250,8 +246,8 @@ def _download(repo_id: str, revision: str, settings: Any, layout: Layout, option
     markers.write(layout, marker)
     elapsed = time.monotonic() - started
     tracker.set_phase("complete")
-    log.info("model cache complete", commit=commit, files=len(selected), size=_gb(marker.bytes),
-             downloaded=_gb(total), seconds=round(elapsed, 1),
+    log.info("model cache complete", commit=commit, files=len(selected), size=size_text(marker.bytes),
+             downloaded=size_text(total), seconds=round(elapsed, 1),
              rate_mb_s=round(total / elapsed / 1e6, 1) if elapsed > 0 else None)
     return _result(layout, marker, already_warm=False, downloaded=total + prefetched)
 
@@ -285,8 +281,8 @@ def _check_space(layout: Layout, repo_id: str, settings: Any, missing: list[Any]
         return
     free = options.free_space(settings.hub_cache)
     if need > free:
-        raise AimError(f"not enough disk space for {repo_id}: need {_gb(need)} ({need} bytes) for "
-                       f"{len(missing)} files, only {_gb(free)} ({free} bytes) free at {settings.hub_cache}",
+        raise AimError(f"not enough disk space for {repo_id}: need {size_text(need)} ({need} bytes) for "
+                       f"{len(missing)} files, only {size_text(free)} ({free} bytes) free at {settings.hub_cache}",
                        hint="grow the volume behind AIM_CACHE_PATH or remove unused models with "
                             "`aim-engine cache remove`")
     log.debug("disk space ok", need=need, free=free)
