@@ -12,6 +12,7 @@ from typing import Any
 from aim_engine.cache import marker as markers
 from aim_engine.cache.layout import Layout, repo_folder, repo_id_from_folder
 from aim_engine.cache.types import size_text
+from aim_engine.columns import align
 from aim_engine.errors import AimError
 
 
@@ -86,9 +87,8 @@ def main_list(settings: Any, as_json: bool = False) -> int:
         for r in m.revisions or [CachedRevision("-", None, False, problem="no revision recorded")]:
             status = "complete" if r.complete else f"incomplete: {r.problem}"
             rows.append((m.repo_id, r.revision, (r.commit or "-")[:12], size_text(m.disk_bytes), status))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
+    for line in align(rows):
+        print(line)
     return 0
 
 

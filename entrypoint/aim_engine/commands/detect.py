@@ -7,16 +7,13 @@ import json
 import sys
 from typing import TextIO
 
+from aim_engine.columns import align
+
 GIB = 1024**3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the detection result as JSON (Hardware.to_dict())")
-
-
-def _table(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
 
 
 def render(hardware, out: TextIO) -> None:
@@ -32,7 +29,7 @@ def render(hardware, out: TextIO) -> None:
             rows.append([str(d.index), d.model + ("" if d.known else " (unknown)"), d.gfx,
                          f"{d.memory_bytes / GIB:.1f} GiB", partition, d.device_id or "-",
                          d.render_node or "-", d.uuid or "-", d.pci_bus or "-"])
-        for line in _table(rows):
+        for line in align(rows):
             print("  " + line, file=out)
         restrict = hardware.hip_visible_devices()
         if restrict:

@@ -22,6 +22,8 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, TextIO
 
+from aim_engine.columns import align
+
 RUNNABLE = "runnable"
 LESS_CONTEXT = "needs less context"
 INCOMPATIBLE = "incompatible"
@@ -106,11 +108,6 @@ def classify(recipes: Iterable[Any], catalog: Any, hardware: Any, include_all: b
     return rows
 
 
-def _table(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-
-
 def render_text(rows: list[Row], header: str, out: TextIO) -> None:
     print(header, file=out)
     if not rows:
@@ -121,7 +118,7 @@ def render_text(rows: list[Row], header: str, out: TextIO) -> None:
         gib = f"{r.gib_per_gpu:.1f}/{r.usable_gib:.0f}" if r.gib_per_gpu is not None else "-"
         ctx = str(r.context) if r.status != LESS_CONTEXT else f"{r.context} -> {r.fits_context}"
         table.append([r.recipe_id, r.engine, str(r.gpus), r.precision, r.status, gib, ctx, r.reason])
-    for line in _table(table):
+    for line in align(table):
         print("  " + line, file=out)
     counts = {s: sum(1 for r in rows if r.status == s) for s in (RUNNABLE, LESS_CONTEXT, INCOMPATIBLE)}
     print("  " + ", ".join(f"{n} {s}" for s, n in counts.items()), file=out)
