@@ -23,6 +23,8 @@ from typing import Any
 from aim_engine.atomic import read_json as read_state
 from aim_engine.atomic import write_json as write_json_atomic
 
+__all__ = ["PHASES", "TERMINAL", "BootState", "read_state", "write_json_atomic"]
+
 # Phases in boot order. `ready` is computed by the probe (the engine lists the model); `failed`
 # and `stopped` are terminal for the agent.
 PHASES: tuple[str, ...] = (
