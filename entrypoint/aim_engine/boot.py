@@ -244,29 +244,3 @@ def _exit_promptly(code: int) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
-
-
-# --- the dry run -------------------------------------------------------------------------------
-
-def dry_run(settings: Settings) -> dict[str, Any]:
-    """Everything up to the exec except the probes and the download: what `serve` would run.
-
-    The engine command is rendered for a cold cache (the checkpoint by id) unless the model is a
-    local directory; `serve` points it at the warmed snapshot instead."""
-    configure_from(settings)
-    boot = Boot(settings)
-    try:
-        hardware = boot.detect()
-        plan = boot.select(hardware)
-        launch = boot.render(plan, plan.checkpoint, plan.is_local_checkpoint)
-    finally:
-        for child in boot.state_dir.glob("*"):
-            child.unlink()
-        boot.state_dir.rmdir()
-    return {
-        "hardware": hardware.to_dict(),
-        "settings": settings.public_dict(),
-        "plan": redact.mask(plan.to_dict()),
-        "launch": launch.public_dict(),
-        "cache": "skipped (local directory)" if plan.is_local_checkpoint else "not checked (dry run)",
-    }

@@ -3,9 +3,10 @@
 Detects the hardware, loads the catalog, selects the plan and renders the engine command
 exactly as `serve` would, then prints it all: hardware, chosen recipe and why, every rejected
 candidate and why, the argv and the environment variables the agent sets (secrets masked).
-Nothing is downloaded and nothing is started. The engine command is rendered as on a cold
-cache (the checkpoint named by id, HF_HUB_OFFLINE unset); `serve` points it at the warmed
-snapshot instead.
+Nothing is downloaded and nothing is started. The engine command is rendered as `serve`
+renders it before the download: a hub checkpoint as on a cold cache (named by id,
+HF_HUB_OFFLINE unset; `serve` points it at the warmed snapshot instead), a local directory in
+place with HF_HUB_OFFLINE=1. `serve --dry-run` is this same dry run.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build(settings: Any) -> dict[str, Any]:
-    """Everything `plan` shows, as one JSON-able dict (secrets masked)."""
+    """Everything `plan` and `serve --dry-run` show, as one JSON-able dict (secrets masked)."""
     from aim_engine.catalog import Catalog
     from aim_engine.engines import render
     from aim_engine.hardware import detect
@@ -36,13 +37,15 @@ def build(settings: Any) -> dict[str, Any]:
     hardware = detect(settings)
     catalog = Catalog.load(settings)
     plan = select(settings, hardware, catalog)
-    launch = render(plan, settings, plan.checkpoint, cache_warm=False)
+    # A local directory is used in place, offline (as `serve` does); a hub id as on a cold cache.
+    launch = render(plan, settings, plan.checkpoint, cache_warm=plan.is_local_checkpoint)
     return {
         "hardware": hardware.to_dict(),
         "settings": settings.public_dict(),
         "plan": mask(plan.to_dict()),
         "launch": launch.public_dict(),
         "catalog": {"models": len(catalog.models), "recipes": len(catalog.recipe_ids())},
+        "cache": "skipped (local directory)" if plan.is_local_checkpoint else "not checked (dry run)",
     }
 
 

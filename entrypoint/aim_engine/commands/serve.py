@@ -18,21 +18,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from aim_engine import boot
     from aim_engine.settings import Settings
 
     settings = Settings.from_env()
     if not args.dry_run:
+        from aim_engine import boot
+
         return boot.serve(settings)
-    data = boot.dry_run(settings)
+    from aim_engine.commands.plan import build, render_text
+    from aim_engine.logs import configure_from
+
+    configure_from(settings)      # logs go to stderr; stdout carries only the result
+    data = build(settings)        # `aim-engine plan`'s dry run: no probes, no state file, no download
     if args.json:
         import json
 
         json.dump(data, sys.stdout, indent=2, default=str)
         print()
         return 0
-    from aim_engine.commands.plan import render_text
-
     render_text(data, sys.stdout)
     print(f"cache:     {data['cache']}")
     return 0
