@@ -152,6 +152,16 @@ def engine_value(key: str, engine: str, value: Any) -> Any:
 
 
 # ------------------------------------------------------------------ the pure core
+def normalize_key(raw: str) -> str:
+    """A flag as the engines' parsers read it: `--max_model_len` is `--max-model-len` (a
+    `--section.key` path into a JSON flag keeps its underscores). Every comparison of an arg
+    key (merging layers, the agent's reserved flags) goes through this one spelling."""
+    key = raw.strip()
+    if key.startswith("--") and "_" in key and "." not in key:
+        return key.replace("_", "-")
+    return key
+
+
 @dataclass
 class _Entry:
     flag: str           # the engine flag to emit
@@ -249,9 +259,7 @@ class ArgRenderer:
         before (so `--dtype bfloat16` over `--dtype float8` also drops the derived quantization)."""
         skipped = set(skip)
         for raw_key, value in args.items():
-            key = raw_key.strip()
-            if key.startswith("--") and "_" in key and "." not in key:
-                key = key.replace("_", "-")          # --max_model_len -> --max-model-len
+            key = normalize_key(raw_key)
             if key in skipped:
                 continue
             key, value = self._normalize_negation(key, value, origin)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from aim_engine.engines import environment
-from aim_engine.engines.base import ArgRenderer, Launch
+from aim_engine.engines.base import ArgRenderer, Launch, normalize_key
 from aim_engine.errors import AimError
 
 LOOPBACK = "127.0.0.1"
@@ -105,7 +105,7 @@ def render_args(
              "--served-model-name": served_model_name}, "agent")
     overrides = dict(overrides or {})
     for key in overrides:
-        normalized = key.strip().replace("_", "-") if "." not in key else key.strip()
+        normalized = normalize_key(key)
         if normalized in reserved:
             raise AimError(f"AIM_ENGINE_ARGS may not set {key}: the agent owns it",
                            hint=f"set {r.table.reserved[normalized]} instead")
