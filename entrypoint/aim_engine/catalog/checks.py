@@ -16,6 +16,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from aim_engine.catalog.loader import SERVE_SECTIONS
 from aim_engine.catalog.problems import Problem
 from aim_engine.catalog.types import Model, Recipe, ServeConfig, int_arg
 
@@ -71,7 +72,7 @@ WIDE_DTYPES = ("float", "float32")
 FP8_DTYPE = "float8"
 QUANTIZED_PRECISIONS = ("fp8", "int8", "int4")
 TRUE_FALSE = ("true", "false")
-SECTION = {"vllm": "vllm_serve", "sglang": "sglang_serve"}
+SECTION = {engine: section for section, engine in SERVE_SECTIONS.items()}   # engine -> its serve section
 ENGINE_NAME = {"vllm": "vLLM", "sglang": "SGLang"}
 
 

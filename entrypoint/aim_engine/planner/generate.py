@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+from aim_engine.catalog.loader import SERVE_SECTIONS
 from aim_engine.errors import AimError
 from aim_engine.planner import memory
 # The sizing policy and its vocabulary live in sizing.py (shared with synthesize.py); re-exported
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 # ----------------------------------------------------------------------------- the matrix
 TARGETS: tuple[str, ...] = ("MI300X", "MI325X", "MI355X", "MI250")
 GPU_COUNTS: tuple[int, ...] = (1, 2, 4, 8)
-ENGINES: tuple[tuple[str, str], ...] = (("vllm", "vllm_serve"), ("sglang", "sglang_serve"))
+ENGINES: tuple[tuple[str, str], ...] = tuple((engine, section) for section, engine in SERVE_SECTIONS.items())
 # gfx targets each engine's ROCm build runs on (None: all). SGLang's sgl-kernel is built only for
 # gfx942/gfx950 (its setup_rocm.py exits for other targets; AITER has no gfx90a kernels), so
 # MI250 recipes carry vLLM configs only.
