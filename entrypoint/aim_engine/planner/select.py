@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 # 16-bit peer of bf16, ranked just after it (bf16 is the native dtype of nearly every modern
 # checkpoint and has fp32's range); "mixed" (e.g. MXFP4 checkpoints) is a native 4-8 bit format.
 PRECISION_PREFERENCE: dict[str, int] = {"bf16": 0, "fp16": 1, "fp8": 2, "mixed": 3, "int8": 4, "int4": 5}
-SIXTEEN_BIT = ("bf16", "fp16")
+SIXTEEN_BIT = memory.SIXTEEN_BIT     # one 16-bit class: the same memory, the engine casts
 ENGINE_PREFERENCE: dict[str, int] = {"vllm": 0, "sglang": 1}
 HARDWARE_TIERS = ("exact", "generic", "fallback")
 
