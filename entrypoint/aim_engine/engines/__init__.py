@@ -10,12 +10,11 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from aim_engine.engines.flags import ENGINES
 from aim_engine.errors import AimError
 
 if TYPE_CHECKING:
     from aim_engine.engines.base import Adapter, Launch
-
-ENGINES = ("vllm", "sglang")
 
 
 def adapter(name: str) -> "Adapter":
