@@ -108,17 +108,19 @@ def _device(amdsmi: Any, handle: Any, root: Path, read: sysfs_probe.Reader) -> t
         return None, f"amdsmi: {asic.get('market_name') or 'a GPU'} reports no gfx target; skipped", 0
     kfd = _optional(amdsmi.amdsmi_get_gpu_kfd_info, handle) or {}
     node_id = _int(kfd.get("node_id"))
-    if node_id is not None and sysfs_probe.node_denied(root, node_id, read):
-        return None, None, -1  # another container's GPU
+    node: dict[str, int] = {}
+    if node_id is not None:
+        try:
+            node = sysfs_probe.node_properties(root, node_id, read) or {}
+        except PermissionError:
+            return None, None, -1  # another container's GPU
     enumeration = {}
     if hasattr(amdsmi, "amdsmi_get_gpu_enumeration_info"):
         enumeration = _optional(amdsmi.amdsmi_get_gpu_enumeration_info, handle) or {}
     memory_type = getattr(getattr(amdsmi, "AmdSmiMemoryType", None), "VRAM", 0)
     memory = _int(_optional(amdsmi.amdsmi_get_gpu_memory_total, handle, memory_type))
     device_id = _int(asic.get("device_id"))
-    uuid = _text(enumeration.get("hip_uuid"))
-    if uuid is None and node_id is not None:
-        uuid = sysfs_probe.unique_id_uuid(root, node_id, read)
+    uuid = _text(enumeration.get("hip_uuid")) or sysfs_probe.rocm_uuid(node.get("unique_id"))
     render = _int(enumeration.get("drm_render"))
     compute_mode = _text(_optional(amdsmi.amdsmi_get_gpu_compute_partition, handle))
     memory_mode = _text(_optional(amdsmi.amdsmi_get_gpu_memory_partition, handle))

@@ -182,14 +182,13 @@ def probe(root: Path | str = "/", read: Reader = read_text) -> ProbeResult:
         minor = props.get("drm_render_minor") or None
         bus = pci_bus_id(props.get("domain", 0), props["location_id"]) if "location_id" in props else None
         compute_mode, memory_mode = partitions.modes(bus, minor)
-        unique_id = props.get("unique_id") or 0
         result.gpus.append(
             RawGpu(
                 gfx=gfx,
                 device_id=device_id,
                 memory_bytes=memory,
                 compute_units=compute_units,
-                uuid=f"GPU-{unique_id:016x}" if unique_id else None,
+                uuid=rocm_uuid(props.get("unique_id")),
                 render_node=f"/dev/dri/renderD{minor}" if minor else None,
                 pci_bus=bus,
                 compute_partition=compute_mode,
@@ -204,22 +203,18 @@ def probe(root: Path | str = "/", read: Reader = read_text) -> ProbeResult:
     return result
 
 
-def node_denied(root: Path | str, node_id: int, read: Reader = read_text) -> bool:
-    """True when KFD node `node_id` exists but answers EPERM (used to cross-check amdsmi)."""
-    try:
-        read(os.path.join(root, TOPOLOGY, str(node_id), "properties"))
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return False
+def rocm_uuid(unique_id: int | None) -> str | None:
+    """ROCm's UUID of a GPU from KFD's `unique_id` ("GPU-" + 16 hex digits), None without one."""
+    return f"GPU-{unique_id:016x}" if unique_id else None
 
 
-def unique_id_uuid(root: Path | str, node_id: int, read: Reader = read_text) -> str | None:
-    """The ROCm UUID of KFD node `node_id` from its unique_id, or None."""
+def node_properties(root: Path | str, node_id: int, read: Reader = read_text) -> dict[str, int] | None:
+    """The properties of KFD node `node_id` (to cross-check amdsmi), or None when they cannot be
+    read or parsed. PermissionError propagates: the node is another container's GPU (EPERM)."""
     path = os.path.join(root, TOPOLOGY, str(node_id), "properties")
     try:
-        unique_id = parse_properties(read(path), path).get("unique_id")
+        return parse_properties(read(path), path)
+    except PermissionError:
+        raise
     except (OSError, Malformed):
         return None
-    return f"GPU-{unique_id:016x}" if unique_id else None
