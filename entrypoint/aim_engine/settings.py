@@ -226,10 +226,12 @@ class Settings:
 
     def public_dict(self) -> dict[str, Any]:
         """A JSON-able view with secrets masked, for `/status` and `plan --json`."""
+        from aim_engine.redact import MASK, is_secret_name
+
         out: dict[str, Any] = {}
         for name, value in self.__dict__.items():
-            if name == "hf_token":
-                value = "***" if value else None
+            if is_secret_name(name):
+                value = MASK if value else None
             elif isinstance(value, Path):
                 value = str(value)
             elif isinstance(value, tuple):

@@ -29,6 +29,7 @@ from typing import Any, Iterable, Mapping, Protocol
 from aim_engine.engines.flags import EngineFlags, FlagInfo
 from aim_engine.engines.flags import load as load_flags
 from aim_engine.errors import AimError
+from aim_engine.redact import MASK
 
 SWITCH_TRUE = ("true", "1", "yes", "on")
 SWITCH_FALSE = ("false", "0", "no", "off", "")
@@ -269,7 +270,7 @@ class ArgRenderer:
             if record:
                 shown = pairs[0][0] if len(pairs) == 1 and pairs[0][0] != "<positional>" else key
                 secret = shown in self._secret_flags and value is not None
-                self.overrides_applied[shown] = "***" if secret else value
+                self.overrides_applied[shown] = MASK if secret else value
             for index, (flag, flag_value) in enumerate(pairs):
                 if flag == "<positional>":
                     self.positional = None if flag_value is None else str(flag_value)
