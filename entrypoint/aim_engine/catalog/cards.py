@@ -361,32 +361,17 @@ class RetryPolicy:
         return min(self.base_delay * 2 ** (attempt - 1), self.max_delay)
 
 
-def _status_and_retry_after(exc: BaseException) -> tuple[int | None, float | None]:
-    """HTTP status and Retry-After seconds behind a huggingface_hub error (or its cause)."""
-    seen = 0
-    while exc is not None and seen < 5:
-        response = getattr(exc, "response", None)
-        if response is not None and getattr(response, "status_code", None):
-            value = response.headers.get("Retry-After")
-            try:
-                retry_after = float(value) if value is not None else None
-            except ValueError:
-                retry_after = None
-            return int(response.status_code), retry_after
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-        seen += 1
-    return None, None
-
-
 def _retryable(exc: BaseException) -> tuple[bool, float | None]:
     from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, RepositoryNotFoundError, \
         RevisionNotFoundError
 
+    from aim_engine.cache.download import http_status, retry_after
+
     if isinstance(exc, (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError)):
         return False, None
-    status, retry_after = _status_and_retry_after(exc)
+    status = http_status(exc)
     if status is not None:
-        return status in RETRY_STATUSES, retry_after
+        return status in RETRY_STATUSES, retry_after(exc)
     # No HTTP answer at all (connection refused, reset, timeout): worth another try.
     transport = type(exc).__module__.split(".")[0] in ("httpx", "httpx2") and type(exc).__name__.endswith(
         ("Error", "Timeout"))
@@ -416,7 +401,9 @@ def _friendly(exc: BaseException, repo_id: str, endpoint: str, has_token: bool =
     """A user-facing error for a failed fetch (names the model, never the token)."""
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
-    status, _ = _status_and_retry_after(exc)
+    from aim_engine.cache.download import http_status
+
+    status = http_status(exc)
     if isinstance(exc, GatedRepoError) or status == 403:
         if not has_token:
             return AimError(f"{repo_id} is a gated model and HF_TOKEN is not set ({endpoint})",
@@ -459,13 +446,13 @@ def fetch_card(repo_id: str, settings: Any, revision: str = "main", *, with_conf
     from huggingface_hub.errors import EntryNotFoundError
     from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
-    from aim_engine.cache.download import endpoint_of
+    from aim_engine.cache.download import endpoint_of, http_status
 
     endpoint = endpoint_of(settings)
     token: str | bool = settings.hf_token or False   # False: never fall back to a token stored on disk
 
     def announce(attempt: int, wait: float, exc: BaseException) -> None:
-        status, _ = _status_and_retry_after(exc)
+        status = http_status(exc)
         why = f"HTTP {status}" if status else type(exc).__name__
         print(f"{repo_id}: {why}, retrying in {wait:g}s (attempt {attempt + 1}/{policy.attempts})", file=sys.stderr)
 
