@@ -38,7 +38,7 @@ def engine_venv(kind: str) -> Path:
         message = f"{kind} environment not built at {venv} (run `make {kind}-env`)"
         if os.environ.get("AIM_REQUIRE_ENGINES") == "1":
             pytest.fail(message)
-        pytest.skip(message)
+        pytest.skip(reason=message)
     return venv
 
 

@@ -28,7 +28,7 @@ def interpreter(version: str) -> str:
     message = f"no Python {version} interpreter on this machine"
     if os.environ.get("AIM_REQUIRE_ENGINES") == "1":
         pytest.fail(message)
-    pytest.skip(message)
+    pytest.skip(reason=message)
 
 
 @pytest.fixture(scope="module")
