@@ -40,7 +40,6 @@ class Variable:
     name: str
     default: str | None
     help: str
-    secret: bool = False
 
 
 VARIABLES: tuple[Variable, ...] = (
@@ -67,7 +66,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("AIM_DEBUG", "false", "Debug logging and engine debug switches."),
     Variable("AIM_SYSFS_ROOT", "/", "Root the sysfs GPU probe reads (tests point it at fixture trees)."),
     Variable("AIM_FAIL_GRACE", "5", "Seconds a failed boot keeps its probes (/status) answering before it exits non-zero."),
-    Variable("HF_TOKEN", None, "Hugging Face token for gated models; never logged.", secret=True),
+    Variable("HF_TOKEN", None, "Hugging Face token for gated models; never logged."),
     Variable("HF_ENDPOINT", None, "Hugging Face hub (or mirror) URL; default https://huggingface.co."),
 )
 
