@@ -658,9 +658,15 @@ class _Handler(BaseHTTPRequestHandler):
                 chunk = fh.read(want)
                 if not chunk:
                     break
-                self.wfile.write(chunk)
-                sent += len(chunk)
+                # Counted before the write: once the client holds the last byte a test may read the
+                # statistics at once, before this thread runs again. A failed write takes it back.
                 self.state.add_bytes(path, len(chunk))
+                try:
+                    self.wfile.write(chunk)
+                except OSError:
+                    self.state.add_bytes(path, -len(chunk))
+                    raise
+                sent += len(chunk)
                 if rate:
                     ahead = sent / rate - (time.monotonic() - began)
                     if ahead > 0:
