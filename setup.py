@@ -5,10 +5,15 @@ people edit it), outside the package directory `entrypoint/aim_engine`; setuptoo
 directory outside `packages.find` into a package declaratively, so this hook copies it to
 `aim_engine/_catalog/{recipes,models}` in the build tree. `aim_engine.catalog.paths` looks there
 first and falls back to the source checkout (editable installs, running from the clone).
+
+It then compiles every YAML file of the built package (the catalog and the data tables) into
+`aim_engine/_compiled_yaml.json`, so a boot reads JSON instead of importing PyYAML and parsing
+(see `aim_engine/yamlfile.py`, which checks each file's digest before trusting its entry).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -35,6 +40,19 @@ class build_py_with_catalog(build_py):
                     dest = target / path.relative_to(source)
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(path, dest)
+        compile_yaml(Path(self.build_lib) / "aim_engine")
+
+
+def _yamlfile():
+    """aim_engine/yamlfile.py on its own (stdlib only at import), without importing the package."""
+    spec = importlib.util.spec_from_file_location("_aim_yamlfile", ROOT / "entrypoint/aim_engine/yamlfile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def compile_yaml(package: Path) -> None:
+    _yamlfile().compile_tree(package)
 
 
 setup(cmdclass={"build_py": build_py_with_catalog})

@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
+from aim_engine import yamlfile
 from aim_engine.catalog import paths, schema_hints
 from aim_engine.catalog.problems import KeyPath, Problem, display_path
 from aim_engine.catalog.types import Attention, Model, Moe, Recipe, ServeConfig, Variant
@@ -252,7 +253,10 @@ def read_trusted(kind: str, path: Path) -> Any:
     still cannot be converted (a hand-edited image, a broken install) is an `AimError` naming
     it, never a traceback and never a guess."""
     try:
-        data = parse(read_text(path))
+        text = read_text(path)
+        data = yamlfile.compiled(path, text)
+        if data is yamlfile.MISSING:
+            data = parse(text)
         return (to_recipe if kind == RECIPE else to_model)(data, path)
     except YamlSyntaxError as exc:
         where = f"{display_path(path)}:{exc.line}" if exc.line else display_path(path)
