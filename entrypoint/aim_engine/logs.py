@@ -7,11 +7,18 @@ structlog is imported when the first event that passes the level filter is logge
 this module is: importing it costs ~60 ms (it pulls in asyncio), more than a third of what
 `aim-engine plan` may take, and commands that log nothing at the configured level should not
 pay for it. `configure()` only records the settings; they are applied to structlog then.
+
+In JSON mode a plain event (no positional arguments, no exception) is rendered here, exactly as
+the structlog chain below renders it (add_log_level, TimeStamper(iso, utc), redaction,
+JSONRenderer; `tests/unit/test_logs.py` holds the two outputs equal): a warm `aim-engine serve`
+logs a handful of JSON lines and then execs the engine, and structlog's import alone was a
+quarter of its 150 ms CPU budget. Console output, exceptions and anything else go to structlog.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any, TextIO
 
 from aim_engine import redact
@@ -23,6 +30,8 @@ _LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR}
 # What `configure()` asked for, applied to structlog on first use; None: structlog's defaults.
 _pending: tuple[str, int, TextIO] | None = None
 _threshold = 0           # events below this level are dropped without importing structlog
+_json_stream: TextIO | None = None   # set in JSON mode: plain events are rendered by `_write_json`
+_write_lock = threading.Lock()       # one line at a time, as structlog's PrintLogger does
 
 
 def redact_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -31,12 +40,13 @@ def redact_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> 
 
 def configure(level: str = "info", fmt: str = "auto", debug: bool = False, stream: TextIO | None = None) -> None:
     """Set up structlog. `fmt=auto` means JSON unless `stream` is a terminal."""
-    global _pending, _threshold
+    global _pending, _threshold, _json_stream
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
     _threshold = _LEVELS["debug" if debug else level]
     _pending = (fmt, _threshold, stream)
+    _json_stream = stream if fmt == "json" else None
     if "structlog" in sys.modules:   # already paid for: apply now, as before
         _structlog()
 
@@ -56,7 +66,6 @@ def _structlog() -> Any:
             renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
         structlog.configure(
             processors=[
-                structlog.contextvars.merge_contextvars,
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
                 redact_processor,
@@ -68,6 +77,26 @@ def _structlog() -> Any:
             cache_logger_on_first_use=False,
         )
     return structlog
+
+
+def _json_default(obj: Any) -> Any:
+    """What structlog's JSONRenderer does with a value JSON has no type for."""
+    try:
+        return obj.__structlog__()
+    except AttributeError:
+        return repr(obj)
+
+
+def _write_json(stream: TextIO, method: str, event_dict: dict[str, Any]) -> None:
+    """One event as structlog's JSON chain would print it (see the module docstring)."""
+    import datetime
+    import json
+
+    event_dict["level"] = method
+    event_dict["timestamp"] = datetime.datetime.now(tz=datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    line = json.dumps(redact.mask(event_dict), default=_json_default)
+    with _write_lock:
+        print(line, file=stream, flush=True)
 
 
 class Logger:
@@ -89,6 +118,13 @@ class Logger:
 
     def _emit(self, method: str, level: int, event: Any, args: tuple, kw: dict[str, Any]) -> Any:
         if level < _threshold:
+            return None
+        stream = _json_stream
+        if stream is not None and not args and "exc_info" not in kw and method != "exception":
+            event_dict = {**self._bound, **kw}
+            if event is not None:
+                event_dict["event"] = event
+            _write_json(stream, method, event_dict)
             return None
         return getattr(self._logger(), method)(event, *args, **kw)
 

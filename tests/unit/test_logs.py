@@ -100,3 +100,101 @@ def test_exceptions_render_in_json():
         logs.get_logger().exception("failed")
     record = json.loads(lines(stream)[0])
     assert "ValueError" in record["exception"]
+
+
+# --- the JSON fast path renders exactly what the structlog chain renders --------------------------
+
+class Shaped:
+    def __structlog__(self) -> str:
+        return "shaped!"
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return "<opaque>"
+
+
+def _render_both(monkeypatch, method: str, bound: dict, event, kw: dict) -> tuple[str, str]:
+    """The same event through the fast path and through structlog, timestamps blanked."""
+    import re
+
+    out = []
+    for fast in (True, False):
+        stream = io.StringIO()
+        logs.configure(level="debug", fmt="json", stream=stream)
+        if not fast:
+            monkeypatch.setattr(logs, "_json_stream", None)
+        getattr(logs.get_logger("t", **bound), method)(event, **kw)
+        out.append(re.sub(r'"timestamp": "[^"]+"', '"timestamp": "T"', stream.getvalue()))
+    return out[0], out[1]
+
+
+@pytest.mark.parametrize("method", ["debug", "info", "warning", "warn", "error", "critical"])
+def test_fast_json_matches_structlog_for_every_level(method, monkeypatch):
+    fast, reference = _render_both(monkeypatch, method, {"phase": "selecting"}, "phase done",
+                                   {"duration_ms": 12.5, "phase": "override", "path": logs, "n": None})
+    assert fast == reference and fast.count("\n") == 1
+
+
+def test_fast_json_matches_structlog_for_odd_values(monkeypatch, tmp_path):
+    kw = {"p": tmp_path, "t": (1, "a"), "s": {3}, "shaped": Shaped(), "o": Opaque(), "b": b"x",
+          "nested": {"HF_TOKEN": "abcdefgh", 3: [TOKEN, {"k": 1.5e300}]}, "u": "ünï ✓", "f": float("inf")}
+    fast, reference = _render_both(monkeypatch, "info", {}, f"with {TOKEN}", kw)
+    assert fast == reference
+    assert TOKEN not in fast and "shaped!" in fast and "<opaque>" in fast
+
+
+def test_fast_json_without_an_event_matches_structlog(monkeypatch):
+    fast, reference = _render_both(monkeypatch, "info", {"a": 1}, None, {"b": 2})
+    assert fast == reference and '"event"' not in fast
+
+
+def test_fast_json_is_used_in_json_mode_and_structlog_is_not_imported(tmp_path):
+    """The point of the fast path: a JSON-mode process that logs plain events never imports structlog."""
+    import subprocess
+    import sys
+
+    code = ("import sys, io\nfrom aim_engine import logs\nlogs.configure(fmt='json', stream=sys.stdout)\n"
+            "logs.get_logger().info('hello', n=1)\nprint('structlog' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    line, imported = out.splitlines()
+    assert json.loads(line)["event"] == "hello" and imported == "False"
+
+
+@pytest.mark.parametrize("call", ["exception", "args", "exc_info"])
+def test_what_the_fast_path_does_not_cover_goes_to_structlog(call, monkeypatch):
+    stream = io.StringIO()
+    logs.configure(fmt="json", stream=stream)
+    log = logs.get_logger()
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        if call == "exception":
+            log.exception("failed")
+        elif call == "args":
+            log.info("%s files", 3)
+        else:
+            log.error("failed", exc_info=True)
+    record = json.loads(lines(stream)[0])
+    assert record["event"] in ("failed", "3 files")
+    if call != "args":
+        assert "ValueError: boom" in record["exception"]
+
+
+def test_fast_json_matches_structlog_for_arbitrary_events():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                          | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=10)
+
+    @settings(max_examples=150, deadline=None)
+    @given(event=st.text(), kw=st.dictionaries(st.text(min_size=1, max_size=12).filter(lambda k: k not in ("event", "self")),
+                                          values, max_size=5))
+    def check(event, kw):
+        with pytest.MonkeyPatch.context() as mp:
+            fast, reference = _render_both(mp, "info", {}, event, kw)
+        assert fast == reference
+
+    check()
