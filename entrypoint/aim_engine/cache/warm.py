@@ -14,7 +14,6 @@ import os
 import shutil
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -83,13 +82,12 @@ def warm(repo_id: str, settings: Any, revision: str | None = None,
     revision = revision or settings.model_revision or "main"
     if is_local_model(repo_id):
         return local_model(repo_id)
-    options = options or WarmOptions()
     layout = Layout.of(settings)
     log = get_logger("aim_engine.cache", model=repo_id, revision=revision)
 
     started = time.perf_counter()
     found, why = markers.quick_check(layout, repo_id, revision)
-    if found is not None and not options.refresh:
+    if found is not None and not (options and options.refresh):
         log.info("model cache is warm", commit=found.commit, files=len(found.files), size=size_text(found.bytes),
                  check_ms=round(1000 * (time.perf_counter() - started), 2))
         if on_progress:
@@ -104,6 +102,7 @@ def warm(repo_id: str, settings: Any, revision: str | None = None,
                             "container) and mount the same volume, or unset AIM_OFFLINE")
     if found is None:
         log.info("model cache is cold", reason=why)
+    options = options or WarmOptions()   # not before: its defaults import the lock and download modules
     return _warm_locked(repo_id, revision, settings, layout, options, on_progress, log, why)
 
 
@@ -300,6 +299,8 @@ def _run_parallel(fn: Callable[[Any], Any], items: list[Any], workers: int,
     """
     if not items:
         return []
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
     stop = stop or threading.Event()
     pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(items))), thread_name_prefix="aim-dl")
     try:
