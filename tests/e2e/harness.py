@@ -184,8 +184,10 @@ class Agent:
         self.proc.wait(timeout=30)
 
 
-def start_agent(tmp: Path, env: Mapping[str, str], args: list[str] | None = None) -> Agent:
-    """Start `python -m aim_engine serve` with `env` (see `base_env`) on fresh ports."""
+def start_agent(tmp: Path, env: Mapping[str, str], args: list[str] | None = None,
+                python: str | None = None) -> Agent:
+    """Start `python -m aim_engine serve` with `env` (see `base_env`) on fresh ports; `python`
+    (default: this interpreter) picks the installation, e.g. a venv holding the built wheel."""
     env = dict(env)
     port = int(env.get("AIM_PORT") or free_port())
     health_port = int(env.get("AIM_HEALTH_PORT") or free_port())
@@ -194,7 +196,7 @@ def start_agent(tmp: Path, env: Mapping[str, str], args: list[str] | None = None
     tmp.mkdir(parents=True, exist_ok=True)
     log_path = tmp / f"agent-{health_port}.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "aim_engine", "serve", *(args or [])], env=env,
+        proc = subprocess.Popen([python or sys.executable, "-m", "aim_engine", "serve", *(args or [])], env=env,
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp)
     return Agent(proc, port, health_port, log_path)
 
