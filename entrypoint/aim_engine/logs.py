@@ -39,7 +39,8 @@ def redact_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> 
 
 
 def configure(level: str = "info", fmt: str = "auto", debug: bool = False, stream: TextIO | None = None) -> None:
-    """Set up structlog. `fmt=auto` means JSON unless `stream` is a terminal."""
+    """Set up logging (applied to structlog when it is first needed). `fmt=auto` means JSON
+    unless `stream` is a terminal."""
     global _pending, _threshold, _json_stream
     stream = stream or sys.stderr
     if fmt == "auto":
@@ -95,8 +96,9 @@ def _write_json(stream: TextIO, method: str, event_dict: dict[str, Any]) -> None
     event_dict["level"] = method
     event_dict["timestamp"] = datetime.datetime.now(tz=datetime.timezone.utc).isoformat().replace("+00:00", "Z")
     line = json.dumps(redact.mask(event_dict), default=_json_default)
-    with _write_lock:
-        print(line, file=stream, flush=True)
+    with _write_lock:   # one write per line: no interleaving with a line structlog prints meanwhile
+        stream.write(line + "\n")
+        stream.flush()
 
 
 class Logger:
