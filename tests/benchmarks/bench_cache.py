@@ -21,7 +21,7 @@ from tests.support.hf_server import HubServer
 from tests.support.tiny_repo import make_repo
 
 REPO = "bench/model"
-SHARDS, SHARD_BYTES = 4, 64 * 1024 * 1024
+SHARDS, SHARD_BYTES = 4, 128 * 1024 * 1024
 ROUNDS = 4
 
 
