@@ -184,18 +184,27 @@ class Boot:
             code, message, hint, kind = exc.exit_code, exc.message, exc.hint, type(exc).__name__
         else:   # a bug: the traceback goes to the log, /status carries the one-line summary
             code, message, hint, kind = 1, f"{type(exc).__name__}: {exc}", "this is a bug in aim-engine", "bug"
-        self.state.fail(redact.mask_text(message, redact.secret_values()), hint, kind)
-        self.log.error("boot failed", phase=self.state.error["phase"] if self.state.error else None,
-                       error=message, hint=hint, exc_info=not isinstance(exc, AimError))
-        print(f"aim-engine: error: {exc}", file=stream, flush=True)
-        grace = self.settings.fail_grace if self.probe is not None else 0.0
-        if grace > 0:
-            self.log.info("keeping /status up before exiting", seconds=grace, port=self.settings.health_port)
-            try:
-                with stop_on_signals():
+        # SIGTERM/SIGINT are handled before /status says `failed` (whoever reads that and stops us
+        # gets the failure's exit code, never a death by the default action), and held back until
+        # the state, the log line and the message are all out.
+        stop_signals = {signal.SIGTERM, signal.SIGINT}
+        try:
+            with stop_on_signals():
+                signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+                try:
+                    self.state.fail(redact.mask_text(message, redact.secret_values()), hint, kind)
+                    self.log.error("boot failed", phase=self.state.error["phase"] if self.state.error else None,
+                                   error=message, hint=hint, exc_info=not isinstance(exc, AimError))
+                    print(f"aim-engine: error: {exc}", file=stream, flush=True)
+                finally:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)   # one that came is raised now
+                grace = self.settings.fail_grace if self.probe is not None else 0.0
+                if grace > 0:
+                    self.log.info("keeping /status up before exiting", seconds=grace,
+                                  port=self.settings.health_port)
                     time.sleep(grace)
-            except Stopped:
-                pass
+        except Stopped:
+            pass    # a stop ends the grace period early; the exit code stays the failure's
         return code
 
     def stopped(self, stop: Stopped, forced: bool = False) -> int:

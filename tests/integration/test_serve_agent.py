@@ -226,6 +226,19 @@ def test_engine_binary_missing(tmp_path, tiny_repo, agents):
     _expect_failure(agent, ["vllm", "not found on PATH"], "rendering", code=1)
 
 
+def test_a_stop_the_moment_status_says_failed_exits_with_the_failure_code(tmp_path, tiny_repo, agents):
+    """An operator (or the test above) reads `failed` in /status and sends SIGTERM at once: the
+    agent must already handle it. CI once caught the gap between the state write and the grace
+    period's signal handler (exit -15 instead of 1); /status is polled as fast as it answers."""
+    for attempt in range(3):
+        agent = start_agent(tmp_path / f"a{attempt}", _env(tmp_path, None, AIM_MODEL_ID=str(tiny_repo)))
+        agents.append(agent)
+        wait_until(lambda: (agent.status() or {}).get("phase") == "failed", 60, 0.002, "phase failed")
+        agent.signal(signal.SIGTERM)
+        assert agent.wait(30) == 1, agent.log()
+        assert "not found on PATH" in agent.log()
+
+
 def test_engine_exit_code_propagates(tmp_path, fake_bin, tiny_repo, agents):
     env = _env(tmp_path, fake_bin, AIM_MODEL_ID=str(tiny_repo), FAKE_ENGINE_MODE="exit:3",
                FAKE_ENGINE_DELAY="2")
