@@ -185,26 +185,36 @@ class Boot:
         else:   # a bug: the traceback goes to the log, /status carries the one-line summary
             code, message, hint, kind = 1, f"{type(exc).__name__}: {exc}", "this is a bug in aim-engine", "bug"
         # SIGTERM/SIGINT are handled before /status says `failed` (whoever reads that and stops us
-        # gets the failure's exit code, never a death by the default action), and held back until
-        # the state, the log line and the message are all out.
-        stop_signals = {signal.SIGTERM, signal.SIGINT}
+        # gets the failure's exit code, never a death by the default action). Until the state, the
+        # log line and the message are all out, a stop is only noted; during the grace period it
+        # ends the wait. (Masking the signal would not do: the kernel hands it to any thread that
+        # does not block it, e.g. a download worker, and Python runs the handler here anyway.)
+        requested: list[int] = []
+        waiting = False
+
+        def on_stop(signum: int, _frame: Any) -> None:
+            requested.append(signum)
+            if waiting:
+                raise Stopped(signum)
+
+        previous = {s: signal.signal(s, on_stop) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
-            with stop_on_signals():
-                signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-                try:
-                    self.state.fail(redact.mask_text(message, redact.secret_values()), hint, kind)
-                    self.log.error("boot failed", phase=self.state.error["phase"] if self.state.error else None,
-                                   error=message, hint=hint, exc_info=not isinstance(exc, AimError))
-                    print(f"aim-engine: error: {exc}", file=stream, flush=True)
-                finally:
-                    signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)   # one that came is raised now
-                grace = self.settings.fail_grace if self.probe is not None else 0.0
-                if grace > 0:
-                    self.log.info("keeping /status up before exiting", seconds=grace,
-                                  port=self.settings.health_port)
+            self.state.fail(redact.mask_text(message, redact.secret_values()), hint, kind)
+            self.log.error("boot failed", phase=self.state.error["phase"] if self.state.error else None,
+                           error=message, hint=hint, exc_info=not isinstance(exc, AimError))
+            print(f"aim-engine: error: {exc}", file=stream, flush=True)
+            grace = self.settings.fail_grace if self.probe is not None else 0.0
+            if grace > 0 and not requested:
+                self.log.info("keeping /status up before exiting", seconds=grace, port=self.settings.health_port)
+                waiting = True
+                if not requested:
                     time.sleep(grace)
         except Stopped:
             pass    # a stop ends the grace period early; the exit code stays the failure's
+        finally:
+            waiting = False
+            for s, h in previous.items():
+                signal.signal(s, h)
         return code
 
     def stopped(self, stop: Stopped, forced: bool = False) -> int:

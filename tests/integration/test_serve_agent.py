@@ -226,17 +226,30 @@ def test_engine_binary_missing(tmp_path, tiny_repo, agents):
     _expect_failure(agent, ["vllm", "not found on PATH"], "rendering", code=1)
 
 
-def test_a_stop_the_moment_status_says_failed_exits_with_the_failure_code(tmp_path, tiny_repo, agents):
-    """An operator (or the test above) reads `failed` in /status and sends SIGTERM at once: the
-    agent must already handle it. CI once caught the gap between the state write and the grace
-    period's signal handler (exit -15 instead of 1); /status is polled as fast as it answers."""
-    for attempt in range(3):
-        agent = start_agent(tmp_path / f"a{attempt}", _env(tmp_path, None, AIM_MODEL_ID=str(tiny_repo)))
-        agents.append(agent)
-        wait_until(lambda: (agent.status() or {}).get("phase") == "failed", 60, 0.002, "phase failed")
-        agent.signal(signal.SIGTERM)
-        assert agent.wait(30) == 1, agent.log()
-        assert "not found on PATH" in agent.log()
+@pytest.mark.parametrize("failure", ["binary-missing", "download-refused"])
+def test_a_stop_the_moment_status_says_failed_exits_with_the_failure_code(failure, tmp_path, tiny_repo, fake_bin,
+                                                                         hub, agents):
+    """An operator (or `_expect_failure`) reads `failed` in /status and sends SIGTERM at once: the
+    agent must already handle it, and still log and print the failure. CI caught the gap between
+    the state write and the grace period's handler (exit -15 instead of 1); then a stop delivered
+    to a download worker thread (a refused download leaves them alive) cut the message short.
+    /status is polled as fast as it answers."""
+    if failure == "binary-missing":
+        env, words = _env(tmp_path, None, AIM_MODEL_ID=str(tiny_repo)), "not found on PATH"
+    else:
+        hub.add_fault(Fault(path="*.safetensors", method="GET", status=403))
+        env, words = _env(tmp_path, fake_bin, AIM_MODEL_ID=REPO_ID, HF_ENDPOINT=hub.url), "HTTP 403"
+    try:
+        for attempt in range(3):
+            agent = start_agent(tmp_path / f"a{attempt}", dict(env, AIM_CACHE_PATH=str(tmp_path / f"c{attempt}")))
+            agents.append(agent)
+            wait_until(lambda: (agent.status() or {}).get("phase") == "failed", 60, 0.002, "phase failed")
+            agent.signal(signal.SIGTERM)
+            assert agent.wait(30) == 1, agent.log()
+            log = agent.log()
+            assert f"aim-engine: error:" in log and words in log and '"boot failed"' in log, log
+    finally:
+        hub.clear_faults()
 
 
 def test_engine_exit_code_propagates(tmp_path, fake_bin, tiny_repo, agents):
