@@ -682,6 +682,9 @@ class _Server(ThreadingHTTPServer):
 # --------------------------------------------------------------------------------------------- API
 
 
+WORKER_THREAD_PREFIX = "aim-dl"   # aim_engine.cache.warm's download pool
+
+
 class HubServer:
     """The server, running in a daemon thread of this process. Use as a context manager."""
 
@@ -703,6 +706,16 @@ class HubServer:
         return self
 
     def stop(self) -> None:
+        """Stop serving, once this process's download workers are done with us.
+
+        A warm-up that fails on one file raises at once and leaves its sibling workers to end at
+        their next chunk (by design: a boot must stop promptly). Stopping the server under them
+        would send them into huggingface_hub's own retry loop against a closed port (~23 s), and
+        its connection errors close the library's shared HTTP client, failing the next test's
+        requests in this process. Against a live server they end in milliseconds."""
+        deadline = time.monotonic() + 60
+        for worker in [t for t in threading.enumerate() if t.name.startswith(WORKER_THREAD_PREFIX)]:
+            worker.join(max(0.0, deadline - time.monotonic()))
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout=10)
