@@ -40,7 +40,7 @@ class build_py_with_catalog(build_py):
                     dest = target / path.relative_to(source)
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(path, dest)
-        compile_yaml(Path(self.build_lib) / "aim_engine")
+        _yamlfile().compile_tree(Path(self.build_lib) / "aim_engine")
 
 
 def _yamlfile():
@@ -49,10 +49,6 @@ def _yamlfile():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def compile_yaml(package: Path) -> None:
-    _yamlfile().compile_tree(package)
 
 
 setup(cmdclass={"build_py": build_py_with_catalog})
