@@ -31,9 +31,9 @@ from result import Result
 from tests.e2e.harness import base_env, build_demo_model, free_port, http_json, start_agent
 from tests.support.hf_server import HubServer
 from tests.support.tiny_repo import make_repo
+from tests.support.wheel import build_wheel, venv_with
 
 OVERHEAD_RUNS = 7
-REPO = Path(__file__).resolve().parents[2]
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -66,19 +66,8 @@ def _exec_ms(log: Path) -> float:
     raise RuntimeError(f"no exec line in {log}:\n{log.read_text()[-2000:]}")
 
 
-def installed_wheel(tmp: Path) -> str:
-    """A fresh venv holding the agent's wheel and its dependencies: the interpreter's path."""
-    wheels, venv = tmp / "wheel", tmp / "venv"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)],
-                   check=True, capture_output=True, timeout=600)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    *map(str, wheels.glob("aim_engine-*.whl"))], check=True, capture_output=True, timeout=900)
-    return str(venv / "bin/python")
-
-
 def overhead(tmp: Path) -> list[Result]:
-    wheel_python = installed_wheel(tmp / "install")
+    wheel_python = str(venv_with(build_wheel(tmp / "wheel"), tmp / "venv"))
     cpu, detail = _overhead_of(wheel_python, tmp / "wheel")
     checkout_cpu, _ = _overhead_of(sys.executable, tmp / "checkout")
     return [Result("serve: agent CPU, start -> exec (warm cache)", f"{cpu:.0f} ms", "< 150 ms", met=cpu < 150,

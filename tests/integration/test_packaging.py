@@ -11,16 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.wheel import build_wheel
+
 REPO = Path(__file__).resolve().parent.parent.parent
 
 
 @pytest.mark.slow
 def test_wheel_installed_outside_the_repo_validates_the_shipped_catalog(tmp_path):
-    wheels = tmp_path / "wheels"
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                            "-w", str(wheels), str(REPO)], capture_output=True, text=True, timeout=600)
-    assert build.returncode == 0, build.stderr
-    [wheel] = list(wheels.glob("aim_engine-*.whl"))
+    wheel = build_wheel(tmp_path / "wheels")
 
     # A venv that sees the test environment's dependencies (PyYAML, jsonschema, ...) but not the
     # editable checkout: the package must come from the wheel.

@@ -9,12 +9,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent.parent
+from tests.support.wheel import build_wheel, venv_with
+
 VERSIONS = ("3.10", "3.12")   # 3.11 is the interpreter of the test suite itself
 
 
@@ -33,12 +33,7 @@ def interpreter(version: str) -> str:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheels")
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO)],
-                           capture_output=True, text=True, timeout=600)
-    assert build.returncode == 0, build.stderr
-    [built] = out.glob("aim_engine-*.whl")
-    return built
+    return build_wheel(tmp_path_factory.mktemp("wheels"))
 
 
 @pytest.mark.slow
@@ -46,10 +41,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_with_its_dependencies_works_on(version, wheel, tmp_path):
     python = interpreter(version)
     env_dir = tmp_path / "venv"
-    subprocess.run([python, "-m", "venv", str(env_dir)], check=True, timeout=120)
-    pip = subprocess.run([str(env_dir / "bin/python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                          str(wheel)], capture_output=True, text=True, timeout=900)
-    assert pip.returncode == 0, pip.stderr[-2000:]
+    venv_with(wheel, env_dir, python)
     aim = env_dir / "bin/aim-engine"
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "AIM_LOG_FORMAT": "json",
            "AIM_SYSFS_ROOT": str(tmp_path / "no-sysfs")}
