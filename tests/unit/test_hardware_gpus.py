@@ -117,4 +117,4 @@ def test_fp8_flavour_follows_the_gfx():
 def test_precisions_per_gfx_and_generic_fallback():
     assert "fp8" not in gpus.gfx_precisions("gfx90a")
     assert "fp8" in gpus.gfx_precisions("gfx942")
-    assert gpus.gfx_precisions("gfx1100") == gpus.GENERIC_PRECISIONS
+    assert gpus.gfx_precisions("gfx1100") == gpus.capabilities("generic").precisions == ("fp16", "bf16")

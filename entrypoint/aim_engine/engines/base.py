@@ -114,6 +114,7 @@ class Table:
     reserved: Mapping[str, str]
     targets: Mapping[str, Mapping[str, Mapping[str, Any]]]
     secret_flags: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
+    defaults: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
 
     def spec(self, key: str, engine: str) -> Mapping[str, Any] | None:
         entry = self.canonical.get(key)
@@ -142,6 +143,7 @@ def table() -> Table:
         reserved=raw.get("reserved") or {},
         targets=raw.get("targets") or {},
         secret_flags=raw.get("secret_flags") or {},
+        defaults=raw.get("defaults") or {},
     )
 
 

@@ -7,31 +7,46 @@ The YAML is read lazily on first use and cached for the life of the process.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Mapping, Union
 
 from aim_engine.errors import AimError
 
 GIB = 1024**3
 TABLE_PATH = Path(__file__).with_name("gpus.yaml")
 
-# An unknown gfx target (a GPU newer than this table, a Radeon card) can still serve half
-# precision; anything narrower needs facts we do not have.
-GENERIC_PRECISIONS: tuple[str, ...] = ("fp16", "bf16")
+GENERIC = "generic"   # the capability entry for a gfx target the table does not know
 
 DeviceId = Union[int, str]
 
 
 @dataclass(frozen=True)
 class GfxSpec:
-    """What one gfx target (ISA) supports, shared by every GPU built on it."""
+    """What one gfx target (ISA) supports, shared by every GPU built on it: the capability table
+    (gpus.yaml `gfx:`), the only place the code learns which architecture runs what."""
 
     gfx: str
     gfx_target_version: int
     precisions: tuple[str, ...]
     fp8_format: str | None
+    engines: tuple[str, ...] = ()
+    quantization: tuple[str, ...] = ()              # checkpoint quant_method values it loads
+    kv_cache_dtypes: tuple[str, ...] = ()           # --kv-cache-dtype values (canonical)
+    attention_backends: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # engine -> values
+
+    def runs(self, precision: str) -> bool:
+        return precision.lower() in self.precisions
+
+    def runs_engine(self, engine: str) -> bool:
+        return engine in self.engines
+
+    def loads(self, quant_method: str) -> bool:
+        return quant_method.lower() in self.quantization
+
+    def kv_cache_dtype_ok(self, value: str) -> bool:
+        return str(value).strip().lower() in self.kv_cache_dtypes
 
 
 @dataclass(frozen=True)
@@ -95,18 +110,25 @@ class _Table:
     gfx: dict[str, GfxSpec]
     gpus: dict[str, GpuSpec]            # upper-case name -> spec, in table order
     by_id: dict[str, tuple[GpuSpec, ...]]  # the owner first, then models sharing the id
+    generic: GfxSpec                    # what an unknown gfx target may run
+    reported_memory_share: float
+
+
+def _gfx_entry(name: str, entry: Mapping[str, Any]) -> GfxSpec:
+    return GfxSpec(
+        gfx=name,
+        gfx_target_version=int(entry.get("gfx_target_version") or 0),
+        precisions=tuple(entry["precisions"]),
+        fp8_format=entry.get("fp8_format"),
+        engines=tuple(entry["engines"]),
+        quantization=tuple(entry.get("quantization") or ()),
+        kv_cache_dtypes=tuple(entry.get("kv_cache_dtypes") or ()),
+        attention_backends={engine: tuple(values) for engine, values in (entry.get("attention_backends") or {}).items()},
+    )
 
 
 def _build(raw: dict[str, Any]) -> _Table:
-    gfx_table = {
-        name: GfxSpec(
-            gfx=name,
-            gfx_target_version=int(entry["gfx_target_version"]),
-            precisions=tuple(entry["precisions"]),
-            fp8_format=entry.get("fp8_format"),
-        )
-        for name, entry in raw["gfx"].items()
-    }
+    gfx_table = {name: _gfx_entry(name, entry) for name, entry in raw["gfx"].items()}
     gpus: dict[str, GpuSpec] = {}
     by_id: dict[str, tuple[GpuSpec, ...]] = {}
     shared: list[tuple[str, GpuSpec]] = []
@@ -138,7 +160,7 @@ def _build(raw: dict[str, Any]) -> _Table:
         if device_id not in by_id:
             raise ValueError(f"gpus.yaml: {spec.name} shares device id {device_id}, which no model owns")
         by_id[device_id] += (spec,)
-    return _Table(gfx_table, gpus, by_id)
+    return _Table(gfx_table, gpus, by_id, _gfx_entry(GENERIC, raw[GENERIC]), float(raw["reported_memory_share"]))
 
 
 @lru_cache(maxsize=1)
@@ -205,10 +227,27 @@ def gfx_spec(gfx: str) -> GfxSpec | None:
     return _table().gfx.get(gfx.strip().lower())
 
 
+def capabilities(gfx: str | None) -> GfxSpec:
+    """What a gfx target supports (precisions, engines, quantization formats, KV-cache dtypes,
+    attention backends); the table's `generic` entry for a gfx it does not know."""
+    return gfx_spec(gfx or "") or _table().generic
+
+
 def gfx_precisions(gfx: str) -> tuple[str, ...]:
-    """Precisions a gfx target runs natively; `GENERIC_PRECISIONS` for a gfx not in the table."""
-    g = gfx_spec(gfx)
-    return g.precisions if g else GENERIC_PRECISIONS
+    """Precisions a gfx target runs natively (the generic entry's for a gfx not in the table)."""
+    return capabilities(gfx).precisions
+
+
+def reported_memory_share() -> float:
+    """The share of a GPU's nominal memory a driver may report for it (gpus.yaml
+    `reported_memory_share`): the tolerance of the same-family fallback."""
+    return _table().reported_memory_share
+
+
+def covers_memory(nominal_bytes: int, reported_bytes: int) -> bool:
+    """True when a device reporting `reported_bytes` has the nominal memory `nominal_bytes`,
+    give or take what drivers reserve (an MI355X reports 287.98 of its 288 GiB)."""
+    return reported_bytes >= nominal_bytes * reported_memory_share()
 
 
 def fp8_format(gfx: str) -> str | None:
