@@ -32,12 +32,17 @@ GIB = 1024**3
 AMD = 0x1002
 NOBODY = 65534
 
-# Memory the driver reports for a whole device (a little under the marketing figure).
+# Memory the driver reports for a whole device (a little under the marketing figure): the
+# figures every test of detection and selection runs on. MI250X, MI308X and MI350X carry the same
+# HBM stacks as MI250, MI300X and MI355X (same nominal 64/192/288 GiB), so they report the same.
 MEMORY = {
     "MI210": 68_702_699_520,
     "MI250": 68_702_699_520,
+    "MI250X": 68_702_699_520,
     "MI300X": 205_822_885_888,
+    "MI308X": 205_822_885_888,
     "MI325X": 274_877_906_944,
+    "MI350X": 309_220_868_096,
     "MI355X": 309_220_868_096,
     "gfx1100": 25_753_026_560,
 }

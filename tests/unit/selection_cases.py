@@ -9,17 +9,22 @@ from aim_engine.catalog import Catalog
 from aim_engine.catalog.types import Attention, Model, Recipe, ServeConfig, Variant
 from aim_engine.hardware import gpus
 from aim_engine.hardware.types import Cpu, Device, Hardware
+from tests.support.sysfs_tree import MEMORY as REPORTED
 
 GIB = 1024**3
 CPU = Cpu(model="Test CPU", cores=2, memory_bytes=8 * GIB)
 
 
 def hardware(name: str | None, count: int = 1, memory_gib: float | None = None, gfx: str | None = None) -> Hardware:
-    """`count` devices of GPU `name` (spec-table memory unless given); None -> no GPU (CPU)."""
+    """`count` devices of GPU `name` with the memory its driver reports (`sysfs_tree.MEMORY`: an
+    MI355X reports 287.98 GiB, not the nominal 288), unless `memory_gib` is given; None -> no GPU
+    (CPU). Selection is never tested on the spec table's nominal figures."""
     if name is None:
         return Hardware(source="none", devices=(), cpu=CPU)
     spec = gpus.find(name)
-    mem = int(memory_gib * GIB) if memory_gib is not None else spec.memory_bytes
+    if memory_gib is None and name not in REPORTED:
+        raise KeyError(f"no driver-reported memory for {name} in tests/support/sysfs_tree.MEMORY: give memory_gib")
+    mem = int(memory_gib * GIB) if memory_gib is not None else REPORTED[name]
     devices = tuple(Device(index=i, model=spec.name if spec else name, gfx=gfx or spec.gfx, memory_bytes=mem,
                            known=spec is not None) for i in range(count))
     return Hardware(source="override", devices=devices, cpu=CPU)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 
 import pytest
+import yaml
+
+from aim_engine.catalog import paths
 
 from aim_engine.catalog import checks
 from tests.unit.catalog_helpers import (config_args, mutate, only, shipped_model, shipped_recipe,
@@ -156,7 +159,7 @@ def test_other_engines_flag_is_named(tmp_path, good):
 
 
 def test_real_native_flags_are_accepted(tmp_path, good):
-    config_args(good).update({"--max-num-seqs": None, "--enable-prefix-caching": "true", "--block-size": "16"})
+    config_args(good).update({"--max-num-seqs": "8", "--enable-prefix-caching": "true", "--block-size": "16"})
     config_args(good).pop("--max-batch-size")
     assert validate_recipe(tmp_path, good).ok
 
@@ -227,8 +230,31 @@ def test_canonical_and_native_spelling_together(tmp_path, good):
 def test_no_fp8_on_gfx90a(tmp_path):
     data = shipped_recipe("llama-3.1-405b-instruct-mi300x-fp8")
     data = mutate(data, hardware="MI250", recipe_id="llama-3.1-405b-instruct-mi250-fp8")
+    problems = only(validate_recipe(tmp_path, data), "hardware")
+    [problem] = [p for p in problems if p.path == ("precision",)]
+    assert problem.message == "MI250 (gfx90a) does not run fp8"
+    # the same table says SGLang does not run there, nor an FP8 KV cache
+    messages = {(p.path, p.message) for p in problems}
+    assert (("sglang_serve", "8_gpu"), "SGLang does not run on MI250 (gfx90a)") in messages
+    assert (("vllm_serve", "8_gpu", "args", "--kv-cache-dtype"),
+            "MI250 (gfx90a) cannot use --kv-cache-dtype fp8") in messages
+
+
+def test_no_mxfp4_on_gfx90a(tmp_path):
+    """gpt-oss ("mixed": MXFP4 weights) is not exempt from the architecture check (it was)."""
+    data = yaml.safe_load((paths.shipped_recipes_dir() / "gpt-oss-20b-mi300x-mixed.yaml").read_text())
+    data = mutate(data, hardware="MI250", recipe_id="gpt-oss-20b-mi250-mixed")
+    data.pop("sglang_serve", None)
     [problem] = only(validate_recipe(tmp_path, data), "hardware")
-    assert problem.message == "MI250 (gfx90a) does not run fp8" and problem.path == ("precision",)
+    assert problem.message == "MI250 (gfx90a) does not run mixed" and problem.path == ("precision",)
+
+
+def test_attention_backend_must_run_on_the_architecture(tmp_path, good):
+    config_args(good)["--attention-backend"] = "ROCM_AITER_FA"      # AITER has no gfx90a kernels
+    [problem] = only(validate_recipe(tmp_path, good), "hardware")
+    assert "attention backend ROCM_AITER_FA does not run on MI250 (gfx90a)" in problem.message
+    config_args(good)["--attention-backend"] = "TRITON_ATTN"
+    assert not only(validate_recipe(tmp_path, good), "hardware")
 
 
 @pytest.mark.parametrize("hardware, ok", [("MI300X", True), ("gfx942", True), ("gfx90a", True), ("MI999X", False), ("gfx123", False)])

@@ -101,11 +101,16 @@ def test_sglang_native_spellings_and_defaults_are_read(tmp_path):
     [problem] = _problems(_validate(tmp_path, data), "memory-fit")
     assert "(64 GiB × 0.5)" in problem.message and "available 32.00 GiB" in problem.message
 
-    # without a declared batch only one sequence is guaranteed: checked at batch 1, and said so
+    # without a declared batch the engine's own default is what runs (256 sequences on a 64 GiB
+    # device, engines/canonical.yaml), so that is what is checked, and the message says so
     args["--mem-fraction-static"] = "0.9"
     args.pop("--max-batch-size")
     args["--context-length"] = "40960"
+    [problem] = _problems(_validate(tmp_path, data), "memory-fit")
+    assert "(256 × 40960 tokens (no batch declared: sglang's default))" in problem.message
+    args["--max-running-requests"] = "1"
     assert not _problems(_validate(tmp_path, data), "memory-fit")
+    args.pop("--max-running-requests")
     args.pop("--context-length")   # no context: the model's maximum (40960) is what the engine uses
     args["--max-running-requests"] = "64"
     [problem] = _problems(_validate(tmp_path, data), "memory-fit")

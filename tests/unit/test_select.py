@@ -133,7 +133,7 @@ CASES = [
     Case("no fallback to a GPU with more memory (MI325X recipe on MI300X) -> synthesized",
          {"AIM_MODEL_ID": "test8b"}, hardware("MI300X", 1),
          catalog_of((SMALL,), (recipe(SMALL, "MI325X"),)),
-         {"synthesized": True}, _rejected("test-8b-mi325x-bf16", None, "only 192 GiB")),
+         {"synthesized": True}, _rejected("test-8b-mi325x-bf16", None, "reports 191.69 GiB, less than 98%")),
     Case("no fallback across gfx families (MI300X recipe on MI355X) -> synthesized",
          {"AIM_MODEL_ID": "test8b"}, hardware("MI355X", 1),
          catalog_of((SMALL,), (recipe(SMALL, "MI300X"),)),
@@ -283,3 +283,97 @@ def test_longest_context_matches_the_planner_search(which: str, gpus: int, batch
     m = {"small": SMALL, "mid": MID, "big": BIG}[which]
     args = (m, "bf16", memory_gib * memory.GIB, gpus, batch, kv, 0.9)
     assert longest_context(*args) == memory.max_context(*args)
+
+
+# ------------------------------------------------------------- issue 13: one source of truth
+
+
+@pytest.mark.parametrize("recipe_gpu, detected", [("MI355X", "MI350X"), ("MI300X", "MI308X"), ("MI355X", "MI355X")])
+def test_same_family_recipes_serve_a_gpu_reporting_slightly_less_memory(recipe_gpu: str, detected: str) -> None:
+    """Drivers report less than the nominal memory (an MI350X shows 287.98 GiB of 288): the
+    tuned recipe of the same family is used, not a synthesized plan, and the reasons say which
+    recipe family it is."""
+    plan = select(settings(AIM_MODEL_ID="test8b"), hardware(detected, 8), catalog_of((SMALL,), (recipe(SMALL, recipe_gpu),)))
+    assert not plan.synthesized and plan.recipe.recipe_id == f"test-8b-{recipe_gpu.lower()}-bf16", plan.reasons
+    if recipe_gpu != detected:
+        assert plan.fallback_hardware == recipe_gpu
+        assert any(f"the {recipe_gpu} recipe family, used on {detected} as a same-family fallback" in r
+                   for r in plan.reasons), plan.reasons
+
+
+def test_fallback_tolerance_is_not_a_blank_cheque() -> None:
+    """A device that reports clearly less than the recipe's GPU (a 256 GiB MI325X recipe on a
+    192 GiB MI300X, or a partition) is still refused as a fallback."""
+    plan = select(settings(AIM_MODEL_ID="test8b"), hardware("MI350X", 1, memory_gib=270),
+                  catalog_of((SMALL,), (recipe(SMALL, "MI355X"),)))
+    assert plan.synthesized
+    assert any("reports 270.00 GiB, less than 98%" in r.reason for r in plan.rejected)
+
+
+MXFP4 = model(params_b=20, layers=24, hidden=2880, heads=64, kv_heads=8, model_id="org/Oss-20B", slug="oss-20b",
+              aliases=("oss",))
+MXFP4 = type(MXFP4)(**{**MXFP4.__dict__, "native_dtype": "mxfp4", "weights_bytes": 13 * 10**9})
+
+
+def test_mxfp4_is_not_planned_on_gfx90a() -> None:
+    """gpt-oss-like MXFP4 ("mixed") checkpoints need CDNA3+: on MI250 there is no plan, and the
+    error says why (selection used to exempt "mixed" from the architecture gate)."""
+    with pytest.raises(AimError) as info:
+        select(settings(AIM_MODEL_ID="oss"), hardware("MI250", 2), catalog_of((MXFP4,), (recipe(MXFP4, "MI250", "mixed"),)))
+    assert "gfx90a cannot run mixed" in str(info.value)
+    plan = select(settings(AIM_MODEL_ID="oss"), hardware("MI300X", 1), catalog_of((MXFP4,)))
+    assert plan.precision == "mixed"     # the same model still plans where it runs
+
+
+def test_no_sglang_on_gfx90a_from_synthesis_or_catalog() -> None:
+    """Synthesized recipes carry only engines the architecture runs, and a catalog SGLang config
+    on MI250 is rejected with the reason, even when AIM_ENGINE asks for it."""
+    from aim_engine.planner import synthesize
+
+    made = synthesize.gpu_recipes(SMALL, hardware("MI250", 2))
+    assert made and {c.engine for r in made for c in r.configs} == {"vllm"}
+    with pytest.raises(AimError) as info:
+        select(settings(AIM_MODEL_ID="test8b", AIM_ENGINE="sglang"), hardware("MI250", 2),
+               catalog_of((SMALL,), (recipe(SMALL, "MI250", engines=("sglang",)),)))
+    assert "sglang does not run on gfx90a" in str(info.value)
+
+
+def test_a_recipes_tensor_times_data_parallel_is_honoured() -> None:
+    """A 4_gpu config written as TP 2 x DP 2 runs as TP 2 x DP 2 (it was rendered as TP 4)."""
+    from aim_engine.engines import render
+    from aim_engine.catalog.types import ServeConfig
+
+    base = recipe(SMALL, "MI300X", gpus_list=(4,), engines=("vllm",))
+    config = base.configs[0]
+    args = {**config.args, "--tensor-parallel-size": "2", "--data-parallel-size": "2"}
+    tpdp = type(base)(**{**base.__dict__, "configs": (ServeConfig("vllm", 4, True, args),)})
+    for metric in ("latency", "throughput"):
+        s = settings(AIM_MODEL_ID="test8b", AIM_METRIC=metric)
+        plan = select(s, hardware("MI300X", 4), catalog_of((SMALL,), (tpdp,)))
+        assert (plan.tensor_parallel, plan.data_parallel, plan.gpus_used) == (2, 2, 4), plan.reasons
+        argv = render(plan, s, "org/Test-8B", cache_warm=True).args
+        assert argv[argv.index("--tensor-parallel-size") + 1] == "2", argv
+        assert argv[argv.index("--data-parallel-size") + 1] == "2", argv
+    # throughput on 8 GPUs: two copies of the TP 2 x DP 2 config -> TP 2 x DP 4
+    plan = select(settings(AIM_MODEL_ID="test8b", AIM_METRIC="throughput"), hardware("MI300X", 8),
+                  catalog_of((SMALL,), (tpdp,)))
+    assert (plan.tensor_parallel, plan.data_parallel) == (2, 4)
+
+
+def test_selection_and_validator_assume_the_engines_own_batch_default() -> None:
+    """Without a declared batch, selection and the validator both assume what the engine does:
+    vLLM 0.32 runs 1024 sequences on a >= 70 GiB device (256 below), not 1 or 256."""
+    from aim_engine.planner import checks
+    from aim_engine.planner.reading import read
+
+    no_batch = recipe(SMALL, "MI300X", gpus_list=(1,), engines=("vllm",), context=4096)
+    config = no_batch.configs[0]
+    args = {k: v for k, v in config.args.items() if k != "--max-batch-size"}
+    config = type(config)(**{**config.__dict__, "args": args})
+    plan_reading = read(SMALL, config, hardware("MI300X", 1).memory_per_gpu_bytes)
+    validator_reading = checks.read_config(SMALL, config, hardware("MI300X", 1).memory_per_gpu_bytes)
+    assert plan_reading.batch == validator_reading.batch == 1024
+    assert read(SMALL, config, hardware("MI250", 1).memory_per_gpu_bytes).batch == 256
+    sglang = type(config)(**{**config.__dict__, "engine": "sglang", "args": {k: v for k, v in args.items()
+                                                                            if k != "--gpu-memory-utilization"}})
+    assert read(SMALL, sglang, hardware("MI300X", 1).memory_per_gpu_bytes).utilization == 0.85

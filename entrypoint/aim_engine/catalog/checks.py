@@ -63,9 +63,6 @@ class Context:
 
 # --------------------------------------------------------------------------------- data
 CPU_PRECISIONS = ("fp16", "bf16", "int8", "int4")
-# Engine-native spellings that set the tensor- / data-parallel size, per engine.
-TP_FLAGS = {"vllm": ("--tensor-parallel-size",), "sglang": ("--tensor-parallel-size", "--tp-size")}
-DP_FLAGS = {"vllm": ("--data-parallel-size",), "sglang": ("--data-parallel-size", "--dp-size")}
 # --dtype values that mean each half precision (both engines' spellings + canonical aliases).
 HALF_DTYPES = {"fp16": ("float16", "half", "fp16"), "bf16": ("bfloat16", "bf16")}
 WIDE_DTYPES = ("float", "float32")
@@ -193,8 +190,10 @@ def check_tensor_parallel(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Pr
     """An N_gpu config uses N GPUs: tensor-parallel size (times data-parallel size, if set) = N."""
     for config in recipe.configs:
         n = config.gpus
-        tp_flag = next((f for f in TP_FLAGS[config.engine] if f in config.args), None)
-        dp_flag = next((f for f in DP_FLAGS[config.engine] if f in config.args), None)
+        from aim_engine.engines import recipe_args as ra
+
+        tp_flag = ra.lookup(config.args, ra.TENSOR_PARALLEL, config.engine)[0]
+        dp_flag = ra.lookup(config.args, ra.DATA_PARALLEL, config.engine)[0]
         tp = int_arg(config.args[tp_flag]) if tp_flag else 1
         dp = int_arg(config.args[dp_flag]) if dp_flag else 1
         if tp_flag is None and n != 1:
@@ -273,31 +272,53 @@ def _switch_value_ok(value: Any) -> bool:
 
 
 def check_hardware_precision(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Problem]:
-    """The hardware exists and runs the precision natively (no FP8 on gfx90a)."""
+    """The hardware exists and its architecture runs the recipe: the precision (no fp8 or MXFP4
+    on gfx90a), each enabled config's engine (no SGLang on gfx90a), KV-cache dtype and attention
+    backend. What runs where is the capability table's (hardware/gpus.yaml `gfx:`)."""
+    from aim_engine.engines import recipe_args as ra
     from aim_engine.hardware import gpus
 
-    if recipe.precision == "mixed":
-        return
     hw = recipe.hardware
     if hw.upper() == "CPU":
-        supported, what = CPU_PRECISIONS, "CPU"
-    elif hw.lower().startswith("gfx"):
-        spec = gpus.gfx_spec(hw)
-        if spec is None:
+        if recipe.precision not in CPU_PRECISIONS:
+            yield doc.problem("hardware", ("precision",), f"CPU does not run {recipe.precision}",
+                              f"use one of: {', '.join(CPU_PRECISIONS)} on this hardware")
+        return
+    if hw.lower().startswith("gfx"):
+        caps = gpus.gfx_spec(hw)
+        if caps is None:
             yield doc.problem("hardware", ("hardware",), f"unknown gfx target {hw!r}",
                               f"known: {', '.join(gpus.known_gfx())}")
             return
-        supported, what = spec.precisions, hw.lower()
+        what = hw.lower()
     else:
         gpu = gpus.find(hw)
         if gpu is None:
             yield doc.problem("hardware", ("hardware",), f"unknown GPU model {hw!r}",
                               f"known: {', '.join(gpus.names())}, a gfx target, or CPU")
             return
-        supported, what = gpu.precisions, f"{gpu.name} ({gpu.gfx})"
-    if recipe.precision not in supported:
+        caps, what = gpus.capabilities(gpu.gfx), f"{gpu.name} ({gpu.gfx})"
+    if not caps.runs(recipe.precision):
         yield doc.problem("hardware", ("precision",), f"{what} does not run {recipe.precision}",
-                          f"use one of: {', '.join(supported)} on this hardware")
+                          f"use one of: {', '.join(caps.precisions)} on this hardware")
+    for config in recipe.configs:
+        if not config.enabled:
+            continue
+        if not caps.runs_engine(config.engine):
+            yield doc.problem("hardware", _config_path(config), f"{ENGINE_NAME[config.engine]} does not run on {what}",
+                              f"engines there: {', '.join(ENGINE_NAME[e] for e in caps.engines)}; "
+                              f"remove {SECTION[config.engine]} or disable the config")
+            continue
+        written, kv = ra.lookup(config.args, ra.KV_CACHE_DTYPE, config.engine)
+        if written and isinstance(kv, str) and not caps.kv_cache_dtype_ok(kv):
+            yield doc.problem("hardware", _arg_path(config, written), f"{what} cannot use --kv-cache-dtype {kv}",
+                              f"use one of: {', '.join(caps.kv_cache_dtypes)}")
+        backend = config.args.get("--attention-backend")
+        allowed = caps.attention_backends.get(config.engine, ())
+        if isinstance(backend, str) and backend not in allowed:
+            yield doc.problem("hardware", _arg_path(config, "--attention-backend"),
+                              f"{ENGINE_NAME[config.engine]} attention backend {backend} does not run on {what}",
+                              f"use one of: {', '.join(allowed) or '(none listed: drop the flag)'}")
 
 
 def check_dtype(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Problem]:
@@ -407,7 +428,8 @@ CHECKS: tuple[Check, ...] = (
     Check("enabled-config", RECIPE_SCOPE, check_enabled, "at least one serving config is enabled"),
     Check("tensor-parallel", RECIPE_SCOPE, check_tensor_parallel, "an N_gpu config's tensor-parallel size is N"),
     Check("engine-args", RECIPE_SCOPE, check_engine_args, "args are canonical or real engine flags"),
-    Check("hardware", RECIPE_SCOPE, check_hardware_precision, "the hardware runs the precision"),
+    Check("hardware", RECIPE_SCOPE, check_hardware_precision,
+          "the hardware's architecture runs the precision, engine, KV-cache dtype and attention backend"),
     Check("dtype", RECIPE_SCOPE, check_dtype, "--dtype agrees with precision"),
     Check("model-facts", MODEL_SCOPE, check_model_facts, "model facts are consistent"),
     Check("duplicate-recipe", CATALOG_SCOPE, check_duplicate_recipes, "recipe ids are unique"),

@@ -6,81 +6,35 @@ numbers — weights, KV cache, overhead and what is available per GPU — and a 
 would fit (more GPUs, a shorter context, a smaller batch). The same reading of a config
 (`config_fit`) annotates generated recipes, so the generator and the validator never disagree.
 
-How a config is read (canonical names first, then each engine's own spelling):
-tensor-parallel size (default 1), context (default: the model's max positions, as the engines
-do), batch (default 1 — without a declared batch only one sequence is guaranteed), memory
-utilization (default 0.9; SGLang's `--mem-fraction-static` is read the same way, which is
-conservative since SGLang keeps activations outside that fraction), KV cache dtype.
-Disabled configs, CPU recipes and values other checks already reject are skipped.
+A config is read exactly as selection reads it (`planner.reading`: the spellings and the
+engine defaults of engines/canonical.yaml): tensor-parallel size (default 1), context (default:
+the model's max positions, as the engines do), batch (default: the engine's own, e.g. vLLM's
+1024 sequences on a device with >= 70 GiB), memory share (default: vLLM 0.9, SGLang 0.85), KV
+cache dtype. Disabled configs, CPU recipes and values other checks already reject are skipped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator
 
 from aim_engine.catalog.checks import RECIPE_SCOPE, SECTION, Check, Context
 from aim_engine.catalog.problems import Problem
-from aim_engine.catalog.types import int_arg
+from aim_engine.engines import recipe_args as ra
 from aim_engine.planner import memory
+from aim_engine.planner.reading import ConfigReading, read
 
 if TYPE_CHECKING:
     from aim_engine.catalog.types import Model, Recipe, ServeConfig
 
-# What a config says, by canonical arg and each engine's native spelling of it.
-READS: dict[str, dict[str, tuple[str, ...]]] = {
-    "tp": {"vllm": ("--tensor-parallel-size", "-tp"), "sglang": ("--tensor-parallel-size", "--tp-size", "--tp")},
-    "context": {"vllm": ("--max-context-len", "--max-model-len"), "sglang": ("--max-context-len", "--context-length")},
-    "batch": {"vllm": ("--max-batch-size", "--max-num-seqs"), "sglang": ("--max-batch-size", "--max-running-requests")},
-    "utilization": {"vllm": ("--gpu-memory-utilization",), "sglang": ("--gpu-memory-utilization", "--mem-fraction-static")},
-    "kv_cache_dtype": {"vllm": ("--kv-cache-dtype",), "sglang": ("--kv-cache-dtype",)},
-}
 TRY_GPU_COUNTS = (1, 2, 4, 8)
 
 
-@dataclass(frozen=True)
-class ConfigReading:
-    """The memory-relevant facts of one serve config."""
-
-    tp: int
-    context: int
-    batch: int
-    utilization: float
-    kv_cache_dtype: str | None
-    keys: Mapping[str, str | None]     # which arg each value came from (None: default)
-
-
-def _find(config: "ServeConfig", what: str) -> tuple[str | None, Any]:
-    for flag in READS[what][config.engine]:
-        if flag in config.args and config.args[flag] is not None:
-            return flag, config.args[flag]
-    return None, None
-
-
-def _int(value: Any) -> int | None:
-    """A positive whole number, or None (the other checks report values that are not)."""
-    n = int_arg(value)
-    return n if n is not None and n >= 1 else None
-
-
-def read_config(model: "Model", config: "ServeConfig") -> ConfigReading | None:
-    """The config's TP, context, batch, utilization and KV dtype; None if a value is unusable
-    (the schema/engine-args/tensor-parallel checks report those)."""
-    keys: dict[str, str | None] = {}
-    values: dict[str, Any] = {}
-    for what in READS:
-        keys[what], values[what] = _find(config, what)
-    tp = _int(values["tp"]) if keys["tp"] else 1
-    context = _int(values["context"]) if keys["context"] else model.max_position_embeddings
-    batch = _int(values["batch"]) if keys["batch"] else 1
-    try:
-        utilization = float(values["utilization"]) if keys["utilization"] else memory.DEFAULT_UTILIZATION
-    except (TypeError, ValueError):
-        return None
-    if tp is None or context is None or batch is None or not 0 < utilization <= 1:
-        return None
-    kv = str(values["kv_cache_dtype"]) if keys["kv_cache_dtype"] else None
-    return ConfigReading(tp, context, batch, utilization, kv, keys)
+def read_config(model: "Model", config: "ServeConfig", memory_bytes: int | None = None) -> ConfigReading | None:
+    """The config's TP, DP, context, batch, utilization and KV dtype (`reading.read`, the reading
+    selection uses); None if a value is unusable (the schema/engine-args/tensor-parallel checks
+    report those)."""
+    reading = read(model, config, memory_bytes)
+    return reading if isinstance(reading, ConfigReading) else None
 
 
 def gpu_memory_bytes(hardware: str) -> int | None:
@@ -99,7 +53,7 @@ def config_fit(model: "Model", recipe: "Recipe", config: "ServeConfig",
                memory_bytes: int | None = None) -> tuple[ConfigReading, memory.Fit] | None:
     """The planner's verdict on one config, or None when it cannot be judged."""
     memory_bytes = memory_bytes if memory_bytes is not None else gpu_memory_bytes(recipe.hardware)
-    reading = read_config(model, config)
+    reading = read_config(model, config, memory_bytes)
     if memory_bytes is None or reading is None:
         return None
     try:
@@ -159,22 +113,30 @@ def check_memory_fit(doc: Any, recipe: "Recipe", ctx: Context) -> Iterator[Probl
         if fit.fits:
             continue
         gib = memory_bytes / memory.GIB
-        batch_note = "" if reading.keys["batch"] else " (no batch declared: one sequence)"
-        context_note = "" if reading.keys["context"] else " (no context declared: the model's maximum)"
+        batch_note = "" if reading.keys[ra.BATCH] else f" (no batch declared: {config.engine}'s default)"
+        context_note = "" if reading.keys[ra.CONTEXT] else " (no context declared: the model's maximum)"
         message = (f"does not fit {reading.tp} × {recipe.hardware}: per GPU weights {fit.weights_gib:.2f} GiB "
                    f"+ KV cache {fit.kv_gib:.2f} GiB ({reading.batch} × {reading.context} tokens{batch_note}{context_note}) "
                    f"+ overhead {fit.overhead_gib:.2f} GiB = {fit.used_gib:.2f} GiB > available "
                    f"{fit.available_gib:.2f} GiB ({gib:.0f} GiB × {reading.utilization:g}); short by "
                    f"{-fit.margin_gib:.2f} GiB")
         weights_only = fit.weights_gib + fit.overhead_gib > fit.available_gib
-        where = _arg_path(config, (reading.keys["tp"] if weights_only else None) or reading.keys["context"]
-                          or reading.keys["tp"])
+        where = _arg_path(config, (reading.keys[ra.TENSOR_PARALLEL] if weights_only else None)
+                          or reading.keys[ra.CONTEXT] or reading.keys[ra.TENSOR_PARALLEL])
         yield doc.problem("memory-fit", where, message, _what_fits(model, recipe, reading, memory_bytes))
 
 
 def _tp(config: "ServeConfig") -> int:
-    _flag, value = _find(config, "tp")
+    _flag, value = ra.lookup(config.args, ra.TENSOR_PARALLEL, config.engine)
     return _int(value) or 1 if value is not None else 1
+
+
+def _int(value: Any) -> int | None:
+    """A positive whole number, or None (the other checks report values that are not)."""
+    from aim_engine.catalog.types import int_arg
+
+    n = int_arg(value)
+    return n if n is not None and n >= 1 else None
 
 
 def check_tp_legal(doc: Any, recipe: "Recipe", ctx: Context) -> Iterator[Problem]:
@@ -183,7 +145,7 @@ def check_tp_legal(doc: Any, recipe: "Recipe", ctx: Context) -> Iterator[Problem
     if model is None:
         return
     for config in recipe.configs:
-        flag, value = _find(config, "tp")
+        flag, value = ra.lookup(config.args, ra.TENSOR_PARALLEL, config.engine)
         tp = _int(value) if flag else 1
         if tp is None:
             continue    # not a positive integer: the tensor-parallel check reports it

@@ -28,8 +28,7 @@ from aim_engine.planner import memory
 # The sizing policy and its vocabulary live in sizing.py (shared with synthesize.py); re-exported
 # here because they are the generator's public names too.
 from aim_engine.planner.sizing import (BATCH_CAP, CONTEXT_CAP, CONTEXT_STEP, DTYPE_ARG, MIN_BATCH,  # noqa: F401
-                                       MIN_CONTEXT, MIN_MARGIN_GIB, UTILIZATION, Option, Sized, config_args,
-                                       size_config)
+                                       MIN_CONTEXT, MIN_MARGIN_GIB, Option, Sized, config_args, size_config)
 
 if TYPE_CHECKING:
     from aim_engine.catalog.types import Model
@@ -39,18 +38,8 @@ if TYPE_CHECKING:
 TARGETS: tuple[str, ...] = ("MI300X", "MI325X", "MI355X", "MI250")
 GPU_COUNTS: tuple[int, ...] = (1, 2, 4, 8)
 ENGINES: tuple[tuple[str, str], ...] = tuple((engine, section) for section, engine in SERVE_SECTIONS.items())
-# gfx targets each engine's ROCm build runs on (None: all). SGLang's sgl-kernel is built only for
-# gfx942/gfx950 (its setup_rocm.py exits for other targets; AITER has no gfx90a kernels), so
-# MI250 recipes carry vLLM configs only.
-ENGINE_GFX: dict[str, tuple[str, ...] | None] = {"vllm": None, "sglang": ("gfx942", "gfx950")}
-
-# A precision needs these gfx precisions (hardware/gpus.yaml). MXFP4 checkpoints ("mixed") need
-# CDNA3 or newer: vLLM's MXFP4 MoE kernels run on gfx942/gfx950, not gfx90a, which we recognise
-# by its FP8 support.
-PRECISION_NEEDS: dict[str, tuple[str, ...]] = {
-    "bf16": ("bf16",), "fp16": ("fp16",), "fp8": ("fp8",), "int8": ("int8",), "int4": ("int4",),
-    "mixed": ("fp8",),
-}
+# Which engines and precisions a target runs is the capability table's (hardware/gpus.yaml
+# `gfx:`): MI250 recipes carry vLLM configs only and no MXFP4 ("mixed") recipes.
 PRECISION_ORDER: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int4", "mixed")
 
 HEADER = (
@@ -138,9 +127,15 @@ def options(model: "Model", gpu: "GpuSpec") -> list[Option]:
                                               prequantized=variant.precision not in memory.SIXTEEN_BIT)
     if "fp8" not in found and native in memory.SIXTEEN_BIT:
         found["fp8"] = Option("fp8", model.huggingface_id)          # online FP8
-    supported = set(gpu.precisions)
-    usable = [o for p, o in found.items() if all(need in supported for need in PRECISION_NEEDS.get(p, (p,)))]
+    caps = _capabilities(gpu)
+    usable = [o for p, o in found.items() if caps.runs(p)]
     return sorted(usable, key=lambda o: PRECISION_ORDER.index(o.precision))
+
+
+def _capabilities(gpu: "GpuSpec") -> Any:
+    from aim_engine.hardware import gpus
+
+    return gpus.capabilities(gpu.gfx)
 
 
 def recipe_id(model: "Model", hardware: str, precision: str) -> str:
@@ -155,14 +150,17 @@ def notes(fit: memory.Fit, batch: int, context: int) -> str:
 
 
 def generate_recipe(model: "Model", gpu: "GpuSpec", option: Option) -> dict[str, Any] | None:
-    """One recipe document (plain data in output key order), or None when no GPU count fits."""
-    configs: dict[int, tuple[dict[str, Any], Sized]] = {}
-    for n in GPU_COUNTS:
-        if memory.tp_legal(model, n) is not None:
-            continue
-        sized = size_config(model, option, gpu.memory_bytes, n)
-        if sized is not None:
-            configs[n] = (config_args(model, option, n, sized.context, sized.batch), sized)
+    """One recipe document (plain data in output key order), or None when no GPU count fits.
+    Each engine the GPU's architecture runs is sized on its own (its memory share differs)."""
+    engines = [(engine, section) for engine, section in ENGINES if _capabilities(gpu).runs_engine(engine)]
+    configs: dict[str, dict[int, dict[str, Any]]] = {}
+    for engine, _section in engines:
+        for n in GPU_COUNTS:
+            if memory.tp_legal(model, n) is not None:
+                continue
+            sized = size_config(model, option, gpu.memory_bytes, n, engine)
+            if sized is not None:
+                configs.setdefault(engine, {})[n] = config_args(model, option, n, sized.context, sized.batch, engine)
     if not configs:
         return None
     doc: dict[str, Any] = {
@@ -174,10 +172,10 @@ def generate_recipe(model: "Model", gpu: "GpuSpec", option: Option) -> dict[str,
         "description": _description(model, gpu, option),
         "generated": True,
     }
-    for engine, section in ENGINES:
-        if ENGINE_GFX[engine] is not None and gpu.gfx not in ENGINE_GFX[engine]:
-            continue
-        doc[section] = {f"{n}_gpu": {"enabled": True, "args": _for_engine(engine, args)} for n, (args, _s) in configs.items()}
+    for engine, section in engines:
+        if configs.get(engine):
+            doc[section] = {f"{n}_gpu": {"enabled": True, "args": _for_engine(engine, args)}
+                            for n, args in configs[engine].items()}
     return doc
 
 

@@ -49,9 +49,10 @@ def classify(recipes: Iterable[Any], catalog: Any, hardware: Any, include_all: b
     """Pure: every config of `recipes` as a Row for `hardware`."""
     from aim_engine.hardware import gpus
     from aim_engine.planner import memory
+    from aim_engine.planner.reading import Unreadable
     from aim_engine.planner.select import effective_sizes, hardware_match
 
-    gfx_precisions = gpus.gfx_precisions(hardware.gfx or "")
+    caps = gpus.capabilities(hardware.gfx)
     rows: list[Row] = []
     models: dict[str, Any] = {}
     for recipe in recipes:
@@ -66,13 +67,17 @@ def classify(recipes: Iterable[Any], catalog: Any, hardware: Any, include_all: b
         spec = gpus.find(recipe.hardware)
         memory_bytes = hardware.memory_per_gpu_bytes if tier else (spec.memory_bytes if spec else 0)
         for config in recipe.configs:
-            context, batch, utilization, kv = effective_sizes(model, config, {}) if model else (0, 0, 0.9, None)
+            reading = effective_sizes(model, config, {}, memory_bytes) if model else None
+            readable = reading is not None and not isinstance(reading, Unreadable)
+            tp, context, batch, utilization, kv = (
+                (reading.tp, reading.context, reading.batch, reading.utilization, reading.kv_cache_dtype)
+                if readable else (config.gpus, 0, 0, 0.9, None))
             base = dict(recipe_id=recipe.recipe_id, model_id=recipe.model_id, hardware=recipe.hardware,
                         precision=recipe.precision, engine=config.engine, gpus=config.gpus, context=context)
             fit = None
-            if model is not None and memory_bytes:
+            if model is not None and memory_bytes and readable:
                 try:
-                    fit = memory.check_fit(model, recipe.precision, memory_bytes, config.gpus, context, batch, kv,
+                    fit = memory.check_fit(model, recipe.precision, memory_bytes, tp, context, batch, kv,
                                            utilization)
                 except ValueError:
                     fit = None
@@ -85,12 +90,16 @@ def classify(recipes: Iterable[Any], catalog: Any, hardware: Any, include_all: b
                 problem = why
             elif not config.enabled:
                 problem = "disabled in the recipe"
-            elif recipe.precision != "mixed" and recipe.precision not in gfx_precisions:
+            elif not caps.runs(recipe.precision):
                 problem = f"{hardware.gfx} cannot run {recipe.precision}"
+            elif not caps.runs_engine(config.engine):
+                problem = f"{config.engine} does not run on {hardware.gfx}"
+            elif not readable:
+                problem = f"args: {reading}"
             elif config.gpus > hardware.gpu_count:
                 problem = f"needs {config.gpus} GPUs, {hardware.gpu_count} visible"
             else:
-                problem = memory.tp_legal(model, config.gpus)
+                problem = memory.tp_legal(model, tp)
             if problem:
                 rows.append(Row(**base, status=INCOMPATIBLE, fits_context=None, reason=problem, **sizes))
                 continue
@@ -98,7 +107,7 @@ def classify(recipes: Iterable[Any], catalog: Any, hardware: Any, include_all: b
                 note = "" if tier == "exact" else why
                 rows.append(Row(**base, status=RUNNABLE, fits_context=context, reason=note, **sizes))
                 continue
-            longest = memory.max_context(model, recipe.precision, memory_bytes, config.gpus, batch, kv, utilization)
+            longest = memory.max_context(model, recipe.precision, memory_bytes, tp, batch, kv, utilization)
             if longest >= 1:
                 rows.append(Row(**base, status=LESS_CONTEXT, fits_context=longest,
                                 reason=f"{batch} x {longest} tokens fit (asks for {context})", **sizes))

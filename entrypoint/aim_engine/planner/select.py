@@ -7,12 +7,18 @@ Every candidate is one (recipe, engine, GPU count) config. It is rejected, with 
 when (in this order):
 1. the recipe's hardware does not match: the exact GPU model matches; a recipe for a `gfx…`
    name matches any device of that gfx (generic); a recipe for another GPU of the same gfx
-   family with no more memory per device is a fallback (marked in `fallback_hardware`);
-2. the GPU cannot run the recipe's precision (fp8 on gfx90a);
+   family with no more nominal memory per device is a fallback (marked in `fallback_hardware`).
+   Drivers report a little less than the nominal memory (an MI355X shows 287.98 GiB), so the
+   comparison allows `gpus.reported_memory_share` (gpus.yaml): MI355X recipes serve an MI350X,
+   MI300X recipes an MI308X; the memory check below still uses what the driver reports;
+2. the GPU's architecture cannot run the recipe's precision, the config's engine or its KV-cache
+   dtype (the capability table in hardware/gpus.yaml: no fp8, MXFP4 or SGLang on gfx90a);
 3. it conflicts with an override: AIM_PRECISION, AIM_ENGINE, or a variant named in AIM_MODEL_ID;
 4. the config is disabled, or needs more GPUs than are visible (after AIM_GPU_COUNT);
 5. its tensor-parallel size is illegal for the model, or it does not fit in the memory of the
-   devices actually present (the planner; AIM_ENGINE_ARGS context/batch overrides count).
+   devices actually present (the planner; AIM_ENGINE_ARGS context/batch overrides count; what
+   no arg sets is the engine's own default, `planner.reading`).
+An `N_gpu` config runs TP x DP = N as the recipe writes it (TP 2 x DP 2 on 4 GPUs).
 AIM_RECIPE_ID is applied last, so a pinned recipe that cannot run gets an error listing the
 recipes that can. When no catalog candidate survives (and nothing is pinned), recipes are
 synthesized from the model facts (`synthesize.gpu_recipes`) and checked the same way; without a
@@ -21,7 +27,7 @@ GPU the plan is vLLM's CPU backend (`synthesize.cpu_recipe`).
 The survivors are ranked by (precision preference, hardware match, engine preference, metric):
 precision bf16 > fp16 > fp8 > mixed > int8 > int4 (or AIM_PRECISION); exact > generic > fallback;
 vLLM > SGLang (AIM_ENGINE=auto); latency = the largest tensor-parallel size, throughput = the
-smallest, with the remaining GPUs filled by data-parallel replicas.
+smallest, with the remaining GPUs filled by more data-parallel replicas of the config.
 """
 
 from __future__ import annotations
@@ -31,9 +37,11 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from aim_engine.catalog.types import Model, Recipe, ServeConfig, int_arg
 from aim_engine.errors import AimError
+from aim_engine.engines import recipe_args as ra
 from aim_engine.planner import memory, sizing, synthesize
 from aim_engine.planner.model_source import ModelSource, resolve
 from aim_engine.planner.plan import Plan, Rejection
+from aim_engine.planner.reading import ConfigReading, Unreadable, read
 
 if TYPE_CHECKING:
     from aim_engine.hardware.types import Hardware
@@ -47,12 +55,6 @@ SIXTEEN_BIT = memory.SIXTEEN_BIT     # one 16-bit class: the same memory, the en
 ENGINE_PREFERENCE: dict[str, int] = {"vllm": 0, "sglang": 1}
 HARDWARE_TIERS = ("exact", "generic", "fallback")
 
-# Where a user may override context / batch / memory share in AIM_ENGINE_ARGS (canonical first,
-# then each engine's own spelling): the fit check must use what the engine will really get.
-CONTEXT_ARGS = ("--max-context-len", "--max-model-len", "--context-length")
-BATCH_ARGS = ("--max-batch-size", "--max-num-seqs", "--max-running-requests")
-UTILIZATION_ARGS = ("--gpu-memory-utilization", "--mem-fraction-static")
-DEFAULT_BATCH = 256          # vLLM's default max_num_seqs when a recipe does not say
 
 
 @dataclass(frozen=True)
@@ -62,46 +64,30 @@ class Candidate:
     tier: str                         # exact | generic | fallback
     fallback: str | None              # the recipe's hardware, when tier == fallback
     match: str                        # why the hardware matches, in words
-    context: int
-    batch: int
+    reading: ConfigReading
     fit: "memory.Fit"
+
+    @property
+    def context(self) -> int:
+        return self.reading.context
+
+    @property
+    def batch(self) -> int:
+        return self.reading.batch
+
+    @property
+    def tp(self) -> int:
+        return self.reading.tp
 
 
 # ---------------------------------------------------------------- small pure helpers
 
 
-def _arg(args: Mapping[str, Any], names: Iterable[str]) -> Any:
-    for name in names:
-        if name in args and args[name] is not None:
-            return args[name]
-    return None
-
-
-def _int(value: Any, default: int) -> int:
-    number = int_arg(value)
-    return default if number is None else number
-
-
-def _float(value: Any, default: float) -> float:
-    try:
-        return float(str(value))
-    except (TypeError, ValueError):
-        return default
-
-
-def effective_sizes(model: Model, config: ServeConfig, engine_args: Mapping[str, Any]) -> tuple[int, int, float, str | None]:
-    """(context, batch, gpu memory utilization, kv cache dtype) the engine will really use:
-    AIM_ENGINE_ARGS over the recipe's args; the model's max positions when neither says."""
-    def pick(names: Iterable[str]) -> Any:
-        names = tuple(names)
-        override = _arg(engine_args, names)
-        return override if override is not None else _arg(config.args, names)
-
-    context = _int(pick(CONTEXT_ARGS), model.max_position_embeddings)
-    batch = _int(pick(BATCH_ARGS), DEFAULT_BATCH)
-    utilization = _float(pick(UTILIZATION_ARGS), memory.DEFAULT_UTILIZATION)
-    kv = pick(("--kv-cache-dtype",))
-    return context, batch, utilization, (str(kv) if kv not in (None, "auto") else None)
+def effective_sizes(model: Model, config: ServeConfig, engine_args: Mapping[str, Any],
+                    memory_bytes: int | None) -> ConfigReading | Unreadable:
+    """What the engine will really use: AIM_ENGINE_ARGS over the recipe's args, the engine's own
+    defaults where neither says (`planner.reading`, shared with the validator)."""
+    return read(model, config, memory_bytes, engine_args)
 
 
 def hardware_match(recipe_hardware: str, hardware: "Hardware") -> tuple[str | None, str]:
@@ -122,11 +108,13 @@ def hardware_match(recipe_hardware: str, hardware: "Hardware") -> tuple[str | No
     have = hardware.memory_per_gpu_bytes
     if spec.gfx != gfx:
         return None, f"written for {want} ({spec.gfx}); the detected {model} is {gfx}"
-    if spec.memory_bytes > have:
-        return None, (f"written for {want} ({spec.memory_gib:.0f} GiB per device); the detected {model} has "
-                      f"only {have / memory.GIB:.0f} GiB")
-    return "fallback", (f"written for {want}, used on {model} as a same-family fallback "
-                        f"({spec.gfx}, {have / memory.GIB:.0f} GiB >= {spec.memory_gib:.0f} GiB per device)")
+    share = gpus.reported_memory_share()
+    if not gpus.covers_memory(spec.memory_bytes, have):
+        return None, (f"written for {want} ({spec.memory_gib:.0f} GiB per device); the detected {model} reports "
+                      f"{have / memory.GIB:.2f} GiB, less than {share:.0%} of that")
+    return "fallback", (f"the {want} recipe family, used on {model} as a same-family fallback ({spec.gfx}; "
+                        f"{have / memory.GIB:.2f} GiB reported, at least {share:.0%} of {want}'s "
+                        f"{spec.memory_gib:.0f} GiB per device)")
 
 
 def precision_allowed(requested: str, recipe_precision: str) -> bool:
@@ -143,7 +131,7 @@ def _rank(c: Candidate, settings: "Settings") -> tuple:
         precision_rank = PRECISION_PREFERENCE.get(p, len(PRECISION_PREFERENCE))
     else:
         precision_rank = 0 if p == settings.precision else 1
-    size = -c.config.gpus if settings.metric == "latency" else c.config.gpus
+    size = -c.tp if settings.metric == "latency" else c.tp
     return (precision_rank, HARDWARE_TIERS.index(c.tier), ENGINE_PREFERENCE.get(c.config.engine, 9), size,
             -c.fit.margin_gib, c.recipe.recipe_id)
 
@@ -206,7 +194,7 @@ def _lost(other: Candidate, winner: Candidate, settings: "Settings") -> str:
         return f"engine {other.config.engine} vs {winner.config.engine} (vLLM preferred)"
     if a[3] != b[3]:
         rule = "the largest" if settings.metric == "latency" else "the smallest"
-        return f"TP {other.config.gpus} vs {winner.config.gpus} (AIM_METRIC={settings.metric} takes {rule})"
+        return f"TP {other.tp} vs {winner.tp} (AIM_METRIC={settings.metric} takes {rule})"
     return f"smaller memory margin ({other.fit.margin_gib:+.1f} vs {winner.fit.margin_gib:+.1f} GiB) or recipe id order"
 
 
@@ -219,7 +207,7 @@ def evaluate(recipes: Iterable[Recipe], model: Model, settings: "Settings", hard
     AIM_RECIPE_ID is *not* applied here (see `choose`)."""
     from aim_engine.hardware import gpus
 
-    gfx_precisions = gpus.gfx_precisions(hardware.gfx or "")
+    caps = gpus.capabilities(hardware.gfx)
     visible = hardware.gpu_count
     memory_bytes = hardware.memory_per_gpu_bytes
     candidates: list[Candidate] = []
@@ -231,8 +219,9 @@ def evaluate(recipes: Iterable[Recipe], model: Model, settings: "Settings", hard
         if tier is None:
             rejected.append(Rejection(rid, None, None, f"hardware: {why}"))
             continue
-        if recipe.precision != "mixed" and recipe.precision not in gfx_precisions:
-            rejected.append(Rejection(rid, None, None, f"precision: {hardware.gfx} cannot run {recipe.precision}"))
+        if not caps.runs(recipe.precision):
+            rejected.append(Rejection(rid, None, None, f"precision: {hardware.gfx} cannot run {recipe.precision} "
+                                      f"(it runs {', '.join(caps.precisions)})"))
             continue
         if not precision_allowed(settings.precision, recipe.precision):
             rejected.append(Rejection(rid, None, None, f"AIM_PRECISION={settings.precision}, recipe is {recipe.precision}"))
@@ -249,32 +238,49 @@ def evaluate(recipes: Iterable[Recipe], model: Model, settings: "Settings", hard
             if settings.engine != "auto" and engine != settings.engine:
                 rejected.append(Rejection(rid, engine, n, f"AIM_ENGINE={settings.engine}"))
                 continue
+            if not caps.runs_engine(engine):
+                rejected.append(Rejection(rid, engine, n, f"engine: {engine} does not run on {hardware.gfx} "
+                                          f"(engines there: {', '.join(caps.engines)})"))
+                continue
             if n > visible:
                 source = " (AIM_GPU_COUNT)" if settings.gpu_count is not None else ""
                 rejected.append(Rejection(rid, engine, n, f"needs {n} GPUs, {visible} visible{source}"))
                 continue
-            illegal = memory.tp_legal(model, n)
+            reading = effective_sizes(model, config, settings.engine_args, memory_bytes)
+            if isinstance(reading, Unreadable):
+                rejected.append(Rejection(rid, engine, n, f"args: {reading}"))
+                continue
+            tp, context, batch, utilization, kv = (reading.tp, reading.context, reading.batch, reading.utilization,
+                                                   reading.kv_cache_dtype)
+            if reading.gpus != n:
+                rejected.append(Rejection(rid, engine, n, f"args: tensor parallel {tp} x data parallel {reading.dp} "
+                                          f"is not the {n} GPUs of {n}_gpu"))
+                continue
+            if kv is not None and not caps.kv_cache_dtype_ok(kv):
+                rejected.append(Rejection(rid, engine, n, f"KV cache: {hardware.gfx} cannot use --kv-cache-dtype {kv} "
+                                          f"(it takes {', '.join(caps.kv_cache_dtypes)})"))
+                continue
+            illegal = memory.tp_legal(model, tp)
             if illegal:
                 rejected.append(Rejection(rid, engine, n, f"tensor parallel: {illegal}"))
                 continue
-            context, batch, utilization, kv = effective_sizes(model, config, settings.engine_args)
-            key = (recipe.precision, n, context, batch, kv, utilization)
+            key = (recipe.precision, tp, context, batch, kv, utilization)
             fit = fits.get(key)
             if fit is None:   # the vLLM and SGLang configs of a recipe usually share their sizes
                 try:
-                    fit = fits[key] = memory.check_fit(model, recipe.precision, memory_bytes, n, context, batch, kv,
+                    fit = fits[key] = memory.check_fit(model, recipe.precision, memory_bytes, tp, context, batch, kv,
                                                        utilization)
                 except ValueError as exc:
                     rejected.append(Rejection(rid, engine, n, f"memory: cannot size it ({exc})"))
                     continue
             if not fit.fits:
-                longest = longest_context(model, recipe.precision, memory_bytes, n, batch, kv, utilization)
+                longest = longest_context(model, recipe.precision, memory_bytes, tp, batch, kv, utilization)
                 more = (f"; a context of {longest} tokens would fit" if longest >= 1
                         else "; not even one short sequence fits")
                 rejected.append(Rejection(rid, engine, n, memory_reason(fit, context, batch) + more))
                 continue
             candidates.append(Candidate(recipe, config, tier, recipe.hardware if tier == "fallback" else None,
-                                        why, context, batch, fit))
+                                        why, reading, fit))
     return candidates, rejected
 
 
@@ -335,10 +341,12 @@ def _summarize(rejected: list[Rejection], limit: int = 8) -> str:
 def _finish(source: ModelSource, candidate: Candidate, settings: "Settings", hardware: "Hardware",
             rejected: list[Rejection], others: list[Candidate], reasons: list[str]) -> Plan:
     recipe, config = candidate.recipe, candidate.config
-    tp = config.gpus
-    dp = max(1, hardware.gpu_count // tp) if settings.metric == "throughput" else 1
+    tp, recipe_dp = candidate.reading.tp, candidate.reading.dp
+    replicas = max(1, hardware.gpu_count // config.gpus) if settings.metric == "throughput" else 1
+    dp = recipe_dp * replicas
     checkpoint = source.checkpoint if source.kind == "local" else recipe.huggingface_id
-    args = dict(config.args)
+    args = {k: v for k, v in config.args.items()
+            if k not in ra.spellings(ra.TENSOR_PARALLEL, config.engine) + ra.spellings(ra.DATA_PARALLEL, config.engine)}
     args["--model"] = checkpoint
     args["--tensor-parallel-size"] = str(tp)
     if dp > 1:
@@ -364,13 +372,14 @@ def _finish(source: ModelSource, candidate: Candidate, settings: "Settings", har
         reasons.append("engine sglang: no runnable vLLM config (auto prefers vLLM)")
     else:
         reasons.append(f"engine {config.engine}: AIM_ENGINE=auto prefers vLLM")
-    sizes = sorted({c.config.gpus for c in others if c.recipe is recipe and c.config.engine == config.engine})
+    sizes = sorted({c.tp for c in others if c.recipe is recipe and c.config.engine == config.engine})
     if settings.metric == "latency":
-        reasons.append(f"AIM_METRIC=latency: the largest tensor-parallel size that fits of {sizes} -> TP {tp}")
-        idle = hardware.gpu_count - tp
+        reasons.append(f"AIM_METRIC=latency: the largest tensor-parallel size that fits of {sizes} -> TP {tp}"
+                       + (f" x DP {dp} (as the recipe's {config.gpus}_gpu config writes it)" if dp > 1 else ""))
+        idle = hardware.gpu_count - tp * dp
         if idle > 0:
             reasons.append(f"{idle} of {hardware.gpu_count} GPUs stay idle (AIM_METRIC=throughput would run "
-                           f"{hardware.gpu_count // tp} data-parallel replicas)")
+                           f"{hardware.gpu_count // config.gpus} copies of the {config.gpus}_gpu config)")
     else:
         reasons.append(f"AIM_METRIC=throughput: the smallest tensor-parallel size that fits of {sizes} -> TP {tp}, "
                        f"{dp} data-parallel replica(s) on {tp * dp} of {hardware.gpu_count} GPUs")
@@ -420,8 +429,13 @@ def _cpu_plan(source: ModelSource, settings: "Settings", hardware: "Hardware", c
     args = dict(config.args)
     if source.kind == "local" or recipe.synthesized:
         args["--model"] = checkpoint
-    context = _int(_arg(settings.engine_args, CONTEXT_ARGS) or _arg(args, CONTEXT_ARGS), synthesize.CPU_CONTEXT)
-    batch = _int(_arg(settings.engine_args, BATCH_ARGS) or _arg(args, BATCH_ARGS), synthesize.CPU_BATCH)
+    def pick(key: str, default: int) -> int:
+        value = ra.lookup(settings.engine_args, key, "vllm")[1]
+        number = int_arg(value if value is not None else ra.lookup(args, key, "vllm")[1])
+        return default if number is None or number < 1 else number
+
+    context = pick(ra.CONTEXT, synthesize.CPU_CONTEXT)
+    batch = pick(ra.BATCH, synthesize.CPU_BATCH)
     return Plan(
         model=source.model, recipe=recipe, config=replace(config, args=args), engine="vllm",
         tensor_parallel=1, data_parallel=1, gpus_used=0, checkpoint=str(args.get("--model", checkpoint)),
@@ -458,6 +472,11 @@ def choose(source: ModelSource, settings: "Settings", hardware: "Hardware", reci
         # size recipes from the model facts, checked exactly like catalog ones.
         made = synthesize.gpu_recipes(source.model, hardware, source.checkpoint, checkpoint_precision_of(source))
         more, more_rejected = evaluate(made, source.model, settings, hardware, variant_id)
+        for option in synthesize.runnable(source.model, hardware, source.checkpoint,
+                                          checkpoint_precision_of(source))[1]:
+            more_rejected.append(Rejection(f"{source.model.slug}-{option.precision}-synthesized", None, None,
+                                           f"precision: {hardware.gfx} cannot run {option.precision} "
+                                           f"({option.checkpoint}); not synthesized"))
         candidates += more
         rejected += more_rejected
         hardware_ok = any(not r.reason.startswith("hardware:") for r in rejected[:len(rejected) - len(more_rejected)])

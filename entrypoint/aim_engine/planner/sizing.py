@@ -6,7 +6,9 @@ recipes synthesized at boot drift apart:
 - `generate.py` writes the shipped catalog (recipes/) for the target GPUs;
 - `synthesize.py` writes recipes at boot for a model or GPU the catalog does not cover.
 
-The policy (`size_config`): "fits" means the planner's conservative check (every sequence at
+The policy (`size_config`), per engine: the memory share is the engine's default from
+engines/canonical.yaml (vLLM 0.9, SGLang 0.85: its fraction covers only weights and KV cache);
+"fits" means the planner's conservative check (every sequence at
 full context at once) with at least MIN_MARGIN_GIB to spare per GPU. context = min(max
 positions, CONTEXT_CAP); batch = the largest power of two ≤ BATCH_CAP that fits there. When
 fewer than MIN_BATCH sequences fit, the context shrinks in CONTEXT_STEP steps (never below
@@ -27,7 +29,6 @@ from aim_engine.planner import memory
 if TYPE_CHECKING:
     from aim_engine.catalog.types import Model, Variant
 
-UTILIZATION = memory.DEFAULT_UTILIZATION
 CONTEXT_CAP = 32768      # longer contexts cost batch; users raise it with AIM_ENGINE_ARGS
 BATCH_CAP = 256
 MIN_BATCH = 8            # below this, trade context for batch
@@ -66,15 +67,24 @@ class Sized:
     fit: memory.Fit
 
 
-def size_config(model: "Model", option: Option, gpu_memory_bytes: int, gpus: int) -> Sized | None:
-    """Context and batch for one config, or None when it is not worth serving (see the module
-    docstring for the policy)."""
+def utilization(engine: str) -> float:
+    """The memory share a sized config of `engine` gets (canonical.yaml `defaults`)."""
+    from aim_engine.engines.recipe_args import default_utilization
+
+    return default_utilization(engine)
+
+
+def size_config(model: "Model", option: Option, gpu_memory_bytes: int, gpus: int,
+                engine: str = "vllm") -> Sized | None:
+    """Context and batch for one config of `engine`, or None when it is not worth serving (see
+    the module docstring for the policy)."""
+    share = utilization(engine)
     ceiling = min(model.max_position_embeddings, CONTEXT_CAP)
     floor = min(MIN_CONTEXT, ceiling)
 
     def fit(context: int, batch: int) -> memory.Fit:
         return memory.check_fit(model, option.precision, gpu_memory_bytes, gpus, context, batch,
-                                option.kv_cache_dtype, UTILIZATION, checkpoint=option.checkpoint)
+                                option.kv_cache_dtype, share, checkpoint=option.checkpoint)
 
     def ok(context: int, batch: int) -> bool:
         return fit(context, batch).margin_gib >= MIN_MARGIN_GIB
@@ -101,7 +111,8 @@ def size_config(model: "Model", option: Option, gpu_memory_bytes: int, gpus: int
     return None
 
 
-def config_args(model: "Model", option: Option, gpus: int, context: int, batch: int) -> dict[str, Any]:
+def config_args(model: "Model", option: Option, gpus: int, context: int, batch: int,
+                engine: str = "vllm") -> dict[str, Any]:
     """The canonical args of one sized config (a 1-GPU config omits --tensor-parallel-size, the
     engines' default; selection writes the plan's own value anyway)."""
     args: dict[str, Any] = {"--model": option.checkpoint, "--dtype": option.dtype}
@@ -110,7 +121,7 @@ def config_args(model: "Model", option: Option, gpus: int, context: int, batch: 
     args.update({
         "--max-batch-size": str(batch),
         "--max-context-len": str(context),
-        "--gpu-memory-utilization": f"{UTILIZATION:g}",
+        "--gpu-memory-utilization": f"{utilization(engine):g}",
     })
     if option.kv_cache_dtype:
         args["--kv-cache-dtype"] = option.kv_cache_dtype

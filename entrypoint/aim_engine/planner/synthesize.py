@@ -2,7 +2,8 @@
 
 Two cases:
 - a model (or hardware) without a catalog recipe: `gpu_recipes` writes one recipe per
-  precision the checkpoint(s) and the GPU can serve, with a vLLM and an SGLang config for each
+  precision the checkpoint(s) and the GPU can serve, with a config for each engine the GPU's
+  architecture runs (the capability table, hardware/gpus.yaml: vLLM only on gfx90a) and each
   legal tensor-parallel size up to the visible GPUs, sized by the shipped generator's own
   policy (`sizing.size_config`: one policy, so a synthesized config and a shipped one for the
   same model and GPU agree);
@@ -50,6 +51,7 @@ def options(model: Model, checkpoint: str | None, checkpoint_precision: str | No
     run, while here a checkpoint the user named must be served as named, fp32 originals are
     served at 16 bits, and precisions the GPU lacks are left for selection to reject with a
     reason. Both build the same `sizing.Option`, sized by the same policy.)
+    `gpu_recipes` keeps only the options the architecture runs (`runnable`).
     """
     native = memory.native_precision(model)
     sixteen = native if native in memory.SIXTEEN_BIT else "bf16"
@@ -74,14 +76,14 @@ def options(model: Model, checkpoint: str | None, checkpoint_precision: str | No
     return out
 
 
-def size(model: Model, option: Option, memory_bytes: int, tp: int) -> tuple[int, int]:
+def size(model: Model, option: Option, memory_bytes: int, tp: int, engine: str = "vllm") -> tuple[int, int]:
     """(context, batch) for one synthesized config: the generator's policy (`sizing.size_config`).
     When nothing is worth serving there, the capped context and MIN_BATCH are written anyway, so
     selection rejects the config with its memory numbers and the context that would fit, rather
     than the config silently vanishing from the reasons (also when the planner cannot size it:
     selection then reports why)."""
     try:
-        sized = sizing.size_config(model, option, memory_bytes, tp)
+        sized = sizing.size_config(model, option, memory_bytes, tp, engine)
     except ValueError:
         sized = None
     if sized is None:
@@ -89,20 +91,35 @@ def size(model: Model, option: Option, memory_bytes: int, tp: int) -> tuple[int,
     return sized.context, sized.batch
 
 
-def gpu_recipes(model: Model, hardware: "Hardware", checkpoint: str | None = None,
-                checkpoint_precision: str | None = None) -> list[Recipe]:
-    """Recipes for `model` on the detected GPUs, one per serving option (best first)."""
+def runnable(model: Model, hardware: "Hardware", checkpoint: str | None = None,
+             checkpoint_precision: str | None = None) -> tuple[list[Option], list[Option]]:
+    """(options the GPU's architecture runs, options it does not) for `gpu_recipes`."""
     from aim_engine.hardware import gpus
 
+    caps = gpus.capabilities(hardware.gfx)
+    found = options(model, checkpoint, checkpoint_precision, caps.precisions)
+    return [o for o in found if caps.runs(o.precision)], [o for o in found if not caps.runs(o.precision)]
+
+
+def gpu_recipes(model: Model, hardware: "Hardware", checkpoint: str | None = None,
+                checkpoint_precision: str | None = None) -> list[Recipe]:
+    """Recipes for `model` on the detected GPUs, one per serving option the architecture runs
+    (best first), each with a config per engine it runs and per legal tensor-parallel size."""
+    from aim_engine.hardware import gpus
+
+    caps = gpus.capabilities(hardware.gfx)
+    engines = [e for e in ENGINES if caps.runs_engine(e)]
     hw = hardware.gpu_model or hardware.gfx or "GPU"
     memory_bytes = hardware.memory_per_gpu_bytes
     sizes = [tp for tp in TP_SIZES if tp <= hardware.gpu_count and memory.tp_legal(model, tp) is None]
     recipes = []
-    for option in options(model, checkpoint, checkpoint_precision, gpus.gfx_precisions(hardware.gfx or "")):
+    for option in runnable(model, hardware, checkpoint, checkpoint_precision)[0]:
         configs = []
         for tp in sizes:
-            args = sizing.config_args(model, option, tp, *size(model, option, memory_bytes, tp))
-            configs += [ServeConfig(engine=e, gpus=tp, enabled=True, args=dict(args)) for e in ENGINES]
+            for engine in engines:
+                args = sizing.config_args(model, option, tp, *size(model, option, memory_bytes, tp, engine),
+                                          engine=engine)
+                configs.append(ServeConfig(engine=engine, gpus=tp, enabled=True, args=args))
         recipes.append(Recipe(
             recipe_id=f"{model.slug}-{hw.lower()}-{option.precision}-synthesized",
             model_id=model.model_id, huggingface_id=option.checkpoint, hardware=hw,
