@@ -101,7 +101,9 @@ class Boot:
     def start_probes(self) -> None:
         from aim_engine import probes
 
-        self.probe = probes.start(self.state.path, self.settings.health_port, cleanup_dir=self.state_dir)
+        s = self.settings
+        self.probe = probes.start(self.state.path, s.health_port, cleanup_dir=self.state_dir, linger=s.fail_grace,
+                                  log_level="debug" if s.debug else s.log_level, log_format=s.log_format)
         self.state.update(probe={"port": self.settings.health_port, "pid": self.probe.pid})
         self.log.info("probes listening", port=self.settings.health_port, pid=self.probe.pid)
 

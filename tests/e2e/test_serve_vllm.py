@@ -7,12 +7,15 @@ CPU on a 2-core machine), with the assertions grouped:
 
 1. cold cache: probes gate readiness on /v1/models, the OpenAI API answers (completions, chat,
    streaming), /status shows the phases, SIGTERM exits 0 and leaves no process behind;
-2. warm cache: zero hub requests, and the engine process runs with HF_HUB_OFFLINE=1.
+2. warm cache: zero hub requests, and the engine process runs with HF_HUB_OFFLINE=1; liveness
+   follows the engine's own /health (a frozen engine is not live); the engine killed after it was
+   ready is a failed boot in /status (signal, time), and the probe process leaves after the grace.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 import urllib.request
@@ -41,9 +44,9 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         yield {"venv": venv, "root": root, "hub": hub, "cache": root / "cache"}
 
 
-def _start(world: dict, name: str) -> Agent:
+def _start(world: dict, name: str, **extra: str) -> Agent:
     env = base_env({"AIM_MODEL_ID": REPO_ID, "HF_ENDPOINT": world["hub"].url,
-                    "AIM_CACHE_PATH": str(world["cache"])}, path_prefix=[world["venv"] / "bin"])
+                    "AIM_CACHE_PATH": str(world["cache"]), **extra}, path_prefix=[world["venv"] / "bin"])
     return start_agent(world["root"] / name, env)
 
 
@@ -135,9 +138,39 @@ def _cold_boot(world: dict) -> None:
         agent.kill_tree()
 
 
+def _liveness_follows_the_engines_health(agent: Agent) -> None:
+    """A frozen engine (SIGSTOP: its port still accepts, /health never answers) is not live."""
+    assert agent.probe("/health/live") == (200, {"live": True, "phase": "ready"})
+    os.kill(agent.pid, signal.SIGSTOP)
+    try:
+        code, body = agent.probe("/health/live")
+        assert code == 503 and "timed out" in body["engine_health"], body
+    finally:
+        os.kill(agent.pid, signal.SIGCONT)
+    wait_until(lambda: agent.probe("/health/live")[0] == 200, 30, 0.2, "liveness to come back")
+
+
+def _engine_killed_after_ready(agent: Agent, status: dict) -> None:
+    tree = descendants(agent.pid)
+    probe_pid = int(status["probe"]["pid"])
+    os.kill(agent.pid, signal.SIGKILL)
+    assert agent.wait(60) == -signal.SIGKILL
+    failed = wait_until(lambda: (s := agent.status()) and s["phase"] == "failed" and s, 20, 0.1, "/status: failed")
+    assert failed["engine_exit"]["signal"] == "SIGKILL" and failed["engine_exit"]["code"] is None
+    assert failed["engine_exit"]["at"] > failed["ready_at"]
+    assert failed["error"]["kind"] == "engine_exited" and "after it was ready" in failed["error"]["message"]
+    assert agent.probe("/health/live")[0] == 503 and agent.probe("/health/ready")[0] == 503
+    for pid in tree:                          # the engine's own workers are not the probe's business
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    wait_until(lambda: not pid_running(probe_pid), 60, 0.2, "the probe process to leave after the grace")
+
+
 def _warm_boot(world: dict) -> None:
     world["hub"].reset_stats()
-    agent = _start(world, "warm")
+    agent = _start(world, "warm", AIM_FAIL_GRACE="15")
     try:
         _wait_ready_watching_the_gate(agent)
         assert world["hub"].stats()["requests"] == 0
@@ -145,7 +178,8 @@ def _warm_boot(world: dict) -> None:
         status = agent.status()
         assert status["cache"]["already_warm"] is True
         assert status["engine"]["argv"][2].startswith(str(world["cache"]))   # the engine reads the warmed cache
-        _stop_and_check_nothing_is_left(agent, status)
+        _liveness_follows_the_engines_health(agent)
+        _engine_killed_after_ready(agent, status)
     finally:
         agent.kill_tree()
 

@@ -29,12 +29,14 @@ class FakeEngine:
     def __init__(self) -> None:
         self.models: list[str] = []
         self.status = 200
+        self.health = 200
         engine = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
                 body = json.dumps({"object": "list", "data": [{"id": m} for m in engine.models]}).encode()
-                self.send_response(engine.status if self.path == "/v1/models" else 404)
+                codes = {"/v1/models": engine.status, "/health": engine.health}
+                self.send_response(codes.get(self.path, 404))
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -44,6 +46,7 @@ class FakeEngine:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/models"
+        self.health_url = self.url.replace("/v1/models", "/health")
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -174,3 +177,76 @@ def test_start_reports_a_busy_port(tmp_path):
         busy.listen(1)
         with pytest.raises(AimError, match="AIM_HEALTH_PORT"):
             probes.start(tmp_path / "state.json", busy.getsockname()[1], host="127.0.0.1")
+
+
+def test_liveness_follows_the_engines_health_once_it_has_been_ready(probe_proc, engine):
+    _, base, path = probe_proc
+    state = BootState(path)
+    state.update(engine={"models_url": engine.url, "health_url": engine.health_url, "served_model_name": "demo"})
+    state.enter("engine_starting")
+    engine.health = 503                                   # loading: the engine's /health is not ours to judge yet
+    assert http_json(base + "/health/live")[0] == 200
+    engine.models = ["demo"]
+    assert http_json(base + "/health/ready")[0] == 200    # now it has been up
+    code, body = http_json(base + "/health/live")
+    assert (code, body["engine_health"]) == (503, "HTTP 503")
+    assert http_json(base + "/status")[1]["engine_health"]["ok"] is False
+    engine.health = 200
+    assert http_json(base + "/health/live") == (200, {"live": True, "phase": "ready"})
+    engine.close()                                        # the engine stops answering at all
+    code, body = http_json(base + "/health/live")
+    assert code == 503 and "Connection" in body["engine_health"]
+
+
+@pytest.mark.parametrize("how", ["code", "signal"])
+def test_records_how_the_watched_process_ended_and_lingers_only_after_a_failure(tmp_path, engine, how):
+    """The watched process (standing in for the exec'd engine) ends; the probe says how in
+    /status, keeps answering for --linger seconds, then exits."""
+    port = free_port()
+    path = tmp_path / "state.json"
+    state = BootState(path)
+    state.update(engine={"models_url": engine.url, "health_url": engine.health_url, "served_model_name": "demo"})
+    state.enter("engine_starting")
+    watched = subprocess.Popen([sys.executable, "-c", "import sys, time; time.sleep(float(sys.argv[1])); sys.exit(7)",
+                                "1.5" if how == "code" else "300"])
+    proc = subprocess.Popen([sys.executable, "-m", "aim_engine.probes", "--state", str(path), "--port", str(port),
+                             "--watch-pid", str(watched.pid), "--linger", "30", "--log-format", "json"],
+                            stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http_json(base + "/health/live")[0] == 200, 10, 0.05, "probe to listen")
+        if how == "signal":
+            watched.kill()
+        watched.wait()                        # reaped by us, its parent: the probe still learns the status
+        status = wait_until(lambda: (s := http_json(base + "/status")[1])["phase"] == "failed" and s, 10, 0.05,
+                            "the exit to show")
+        expected = (7, None) if how == "code" else (None, "SIGKILL")
+        assert (status["engine_exit"]["code"], status["engine_exit"]["signal"]) == expected
+        assert status["error"]["kind"] == "engine_exited"
+        assert http_json(base + "/health/live")[0] == 503
+        assert proc.poll() is None            # lingering: still answering
+    finally:
+        proc.terminate() if proc.poll() is None else None
+        watched.kill()
+        _, err = proc.communicate(timeout=10)
+    assert '"event": "engine exited"' in err
+
+
+def test_a_clean_engine_exit_is_stopped_and_the_probe_leaves_at_once(tmp_path, engine):
+    port = free_port()
+    path = tmp_path / "state.json"
+    state = BootState(path)
+    state.update(engine={"models_url": engine.url, "served_model_name": "demo"})
+    state.enter("engine_starting")
+    watched = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    proc = subprocess.Popen([sys.executable, "-m", "aim_engine.probes", "--state", str(path), "--port", str(port),
+                             "--watch-pid", str(watched.pid), "--linger", "300"], stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: http_json(f"http://127.0.0.1:{port}/health/live")[0] == 200, 10, 0.05, "probe to listen")
+        watched.terminate()                   # SIGTERM: how an orchestrator stops the engine
+        watched.wait()
+        assert proc.wait(timeout=20) == 0     # no linger after a clean stop
+    finally:
+        watched.kill()
+        proc.kill()
+        proc.wait()

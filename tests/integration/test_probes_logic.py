@@ -60,3 +60,47 @@ def test_models_from_payload_is_defensive():
     assert models_from_payload({"data": [{"id": "a"}, {"id": 2}, {"nope": 1}, "x"]}) == ("a", "2")
     assert models_from_payload({"data": "x"}) == ()
     assert models_from_payload(None) == ()
+
+
+def _exited(phase: str, ever_ready: bool, code: int | None, sig: str | None, clean: bool) -> View:
+    return View({"phase": phase, "engine": {"served_model_name": "m"}}, False, EngineCheck(True, ("m",)),
+                ever_ready=ever_ready, exit={"code": code, "signal": sig, "at": 5.0,
+                                             "description": "exited with code 3" if code else "was killed by SIGKILL"},
+                exit_clean=clean)
+
+
+def test_an_engine_exit_ends_every_probe_and_says_how():
+    before = _exited("engine_starting", False, 3, None, clean=False)
+    assert before.phase == "failed" and not before.ready and not before.live
+    assert before.error["kind"] == "engine_exited" and "before it was ready" in before.error["message"]
+    after = _exited("engine_starting", True, None, "SIGKILL", clean=False)
+    assert after.error["phase"] == "ready" and "after it was ready" in after.error["message"]
+    assert respond("/health/startup", after)[0] == 503
+    doc = respond("/status", after)[1]
+    assert doc["engine_exit"]["signal"] == "SIGKILL" and doc["phase"] == "failed"
+    stopped = _exited("engine_starting", True, 0, None, clean=True)
+    assert stopped.phase == "stopped" and stopped.error is None
+
+
+def test_an_agent_exit_before_the_exec_keeps_the_agents_own_error():
+    view = View({"phase": "failed", "error": {"message": "no recipe", "kind": "AimError"}}, False,
+                exit={"code": 1, "signal": None, "at": 1.0}, exit_clean=False)
+    assert view.phase == "failed" and view.error == {"message": "no recipe", "kind": "AimError"}
+    assert "agent_exit" in respond("/status", view)[1]
+
+
+def test_liveness_consults_the_engines_health_only_once_it_has_been_ready():
+    state = {"phase": "engine_starting", "engine": {"served_model_name": "m"}}
+    sick = EngineCheck(True, (), "HTTP 503")
+    assert View(state, True, None, ever_ready=False, health=sick).live
+    assert not View(state, True, None, ever_ready=True, health=sick).live
+    assert View(state, True, None, ever_ready=True, health=EngineCheck(True)).live
+    assert View(state, True, None, ever_ready=True, health=None).live
+
+
+@given(code=st.integers(0, 255), sig=st.integers(1, 64))
+def test_wait_statuses_decode_to_code_or_signal(code, sig):
+    from aim_engine.probes.exit_watch import decode_wait_status
+
+    assert decode_wait_status(code << 8) == (code, None)
+    assert decode_wait_status(sig) == (None, sig)

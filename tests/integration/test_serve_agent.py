@@ -253,8 +253,9 @@ def test_a_stop_the_moment_status_says_failed_exits_with_the_failure_code(failur
 
 
 def test_engine_exit_code_propagates(tmp_path, fake_bin, tiny_repo, agents):
+    """With no grace period the probe process leaves with the failed engine at once."""
     env = _env(tmp_path, fake_bin, AIM_MODEL_ID=str(tiny_repo), FAKE_ENGINE_MODE="exit:3",
-               FAKE_ENGINE_DELAY="2")
+               FAKE_ENGINE_DELAY="2", AIM_FAIL_GRACE="0")
     agent = start_agent(tmp_path, env)
     agents.append(agent)
     status = agent.wait_phase("engine_starting", timeout=60)   # while the engine lives, /status says so
@@ -262,6 +263,32 @@ def test_engine_exit_code_propagates(tmp_path, fake_bin, tiny_repo, agents):
     assert agent.wait(60) == 3
     assert "failing on purpose" in agent.log()
     wait_until(lambda: not pid_running(_probe_pid(status)), 10, 0.1, "probe process to exit")
+
+
+def test_engine_exit_before_ready_is_a_failed_boot_in_status(tmp_path, fake_bin, tiny_repo, agents):
+    """The engine dies while loading: /status says failed, with its exit code and time, the
+    probes all say not-ok, and the probe process leaves once AIM_FAIL_GRACE is over."""
+    env = _env(tmp_path, fake_bin, AIM_MODEL_ID=str(tiny_repo), FAKE_ENGINE_MODE="exit:3",
+               FAKE_ENGINE_DELAY="2", AIM_FAIL_GRACE="8")
+    agent = start_agent(tmp_path, env)
+    agents.append(agent)
+    starting = agent.wait_phase("engine_starting", timeout=60)
+    failed = wait_until(lambda: (s := agent.status()) and s["phase"] == "failed" and s, 30, 0.1,
+                        "/status to say failed")
+    exit_ = failed["engine_exit"]
+    assert (exit_["code"], exit_["signal"]) == (3, None)
+    assert failed["started_at"] < exit_["at"] <= time.time()
+    assert failed["error"]["kind"] == "engine_exited" and failed["error"]["phase"] == "engine_starting"
+    assert "exited with code 3 before it was ready" in failed["error"]["message"]
+    assert failed["agent_phase"] == "engine_starting" and failed["ready"] is False
+    code, live = agent.probe("/health/live")
+    assert code == 503 and live["engine_exit"]["code"] == 3
+    assert agent.probe("/health/ready")[1]["error"]["kind"] == "engine_exited"
+    assert agent.probe("/health/startup")[0] == 503
+    assert agent.wait(60) == 3
+    events = _events(agent)
+    assert [(e["code"], e["phase"]) for e in events if e.get("event") == "engine exited"] == [(3, "failed")]
+    wait_until(lambda: not pid_running(_probe_pid(starting)), 30, 0.1, "probe process to exit after the grace")
 
 
 def test_bad_settings_exit_2_with_every_problem(tmp_path, aim_cli):

@@ -4,7 +4,8 @@
 kernel queues connections before the probe process has even started), then hands the listening
 socket to a separate, stdlib-only process: `python -m aim_engine.probes`. That process reads the
 agent's state file (see `aim_engine.state`), keeps answering after the agent execs the engine,
-checks the engine's /v1/models itself, and exits when the engine (same PID) is gone.
+checks the engine's /v1/models (and, once it is up, its /health) itself, records how the engine
+exited, and exits with it (same PID).
 
 Imports are inside `start()`: `aim-engine --help` does not pay for them.
 """
@@ -37,9 +38,10 @@ class ProbeProcess:
 
 
 def start(state_path: Path, port: int, host: str = DEFAULT_HOST, watch_pid: int | None = None,
-          cleanup_dir: Path | None = None) -> ProbeProcess:
+          cleanup_dir: Path | None = None, linger: float = 0.0, log_level: str = "info",
+          log_format: str = "auto") -> ProbeProcess:
     """Bind `host:port` now and start the probe process serving it; raise `AimError` if the
-    port cannot be bound."""
+    port cannot be bound. `linger`: seconds the probe keeps answering after the engine failed."""
     import os
     import socket
     import subprocess
@@ -61,6 +63,7 @@ def start(state_path: Path, port: int, host: str = DEFAULT_HOST, watch_pid: int 
             "--state", str(state_path), "--watch-pid", str(watch_pid or os.getpid())]
     if cleanup_dir is not None:
         argv += ["--cleanup-dir", str(cleanup_dir)]
+    argv += ["--linger", str(linger), "--log-level", log_level, "--log-format", log_format]
     # The probe needs no secrets: it gets the environment without them.
     env = {k: v for k, v in os.environ.items() if not redact.is_secret_name(k)}
     try:

@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--watch-pid", type=int, default=os.getppid(),
                         help="exit when this process is gone (default: the parent)")
     parser.add_argument("--cleanup-dir", type=Path, help="directory to remove on exit (the state dir)")
+    parser.add_argument("--linger", type=float, default=0.0,
+                        help="seconds to keep answering after the engine failed (AIM_FAIL_GRACE)")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--log-format", default="auto", choices=("auto", "json", "console"))
     args = parser.parse_args(argv)
 
     # Terminal Ctrl-C and hang-ups are for the agent/engine; we follow the watched process.
@@ -37,9 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         sock.listen(64)
         print(f"probes listening on {args.host}:{sock.getsockname()[1]}", file=sys.stderr, flush=True)
 
+    from aim_engine.logs import configure, get_logger
     from aim_engine.probes.server import serve
 
-    return serve(sock, args.state, args.watch_pid, args.cleanup_dir)
+    configure(args.log_level, args.log_format)
+    return serve(sock, args.state, args.watch_pid, args.cleanup_dir, linger=args.linger,
+                 log=get_logger("aim_engine.probes"))
 
 
 if __name__ == "__main__":

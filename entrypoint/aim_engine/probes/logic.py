@@ -2,13 +2,18 @@
 
 Kept apart from the HTTP server so every rule is testable with plain dictionaries:
 
-- `/health/live`    200 while the agent (or, after the exec, the engine: the same PID) is alive.
+- `/health/live`    200 while the agent (or, after the exec, the engine: the same PID) is alive;
+                    once the engine has been ready, 200 only while the engine's own /health
+                    answers 200 (a hung or broken engine is restarted); 503 once it has exited.
 - `/health/ready`   200 only when the engine answers and lists the served model in /v1/models;
                     503 with the phase otherwise.
 - `/health/startup` 200 once the engine has been ready (latched: a startup probe succeeds once,
                     then liveness takes over); 503 with the phase before that and after a failure.
 - `/status`         200 with the whole state: phase, hardware, recipe and why, download progress,
-                    engine, timings, last error.
+                    engine, timings, last error, and how the engine exited (code, signal, time).
+
+When the engine exits, the phase becomes `stopped` (exit 0, or SIGTERM/SIGINT) or `failed` (any
+other end), with an error of kind `engine_exited`.
 """
 
 from __future__ import annotations
@@ -42,6 +47,32 @@ class View:
     ever_ready: bool = False
     ready_at: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    health: EngineCheck | None = None            # the engine's own /health, once it has been ready
+    exit: dict[str, Any] | None = None           # how the watched process ended (ExitStatus.to_dict)
+    exit_clean: bool = False                     # ... exit 0 or a stop signal
+
+    @property
+    def engine_exited(self) -> bool:
+        """The exec happened and the engine (not the agent) is gone."""
+        return self.exit is not None and self.agent_phase in ("engine_starting", "ready")
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        if self.engine_exited and not self.exit_clean:
+            assert self.exit is not None
+            how = self.exit.get("description") or "exited"
+            return {"message": f"the engine {how} {'after it was ready' if self.ever_ready else 'before it was ready'}",
+                    "hint": "the engine's own log (the container's output) says why",
+                    "kind": "engine_exited", "phase": "ready" if self.ever_ready else self.agent_phase}
+        return (self.state or {}).get("error")
+
+    @property
+    def live(self) -> bool:
+        if not self.agent_alive or self.engine_exited:
+            return False
+        if self.ever_ready and self.health is not None:
+            return self.health.answering and self.health.error is None
+        return True
 
     @property
     def agent_phase(self) -> str:
@@ -53,11 +84,13 @@ class View:
 
     @property
     def ready(self) -> bool:
-        return self.agent_phase in ("engine_starting", "ready") and self.check is not None \
-            and self.check.lists(self.served_model_name)
+        return self.agent_phase in ("engine_starting", "ready") and not self.engine_exited \
+            and self.check is not None and self.check.lists(self.served_model_name)
 
     @property
     def phase(self) -> str:
+        if self.engine_exited:
+            return "stopped" if self.exit_clean else "failed"
         if self.ready:
             return "ready"
         return self.agent_phase
@@ -75,6 +108,12 @@ def status_document(view: View) -> dict[str, Any]:
     doc["phase"] = view.phase
     doc["ready"] = view.ready
     doc["agent_phase"] = view.agent_phase
+    doc["error"] = view.error
+    if view.exit is not None:
+        doc["engine_exit" if view.engine_exited else "agent_exit"] = view.exit
+    if view.health is not None:
+        doc["engine_health"] = {"ok": view.health.answering and view.health.error is None,
+                                "error": view.health.error, "checked_at": view.health.checked_at}
     if view.check is not None:
         doc["engine_check"] = {
             "answering": view.check.answering,
@@ -96,11 +135,16 @@ def respond(path: str, view: View) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON body) for one request path."""
     path = path.split("?", 1)[0].rstrip("/") or "/"
     phase = view.phase
-    error = (view.state or {}).get("error")
+    error = view.error
     if path == "/health/live":
-        if view.agent_alive:
+        if view.live:
             return 200, {"live": True, "phase": phase}
-        return 503, {"live": False, "phase": phase}
+        body = {"live": False, "phase": phase}
+        if view.engine_exited:
+            body["engine_exit"] = view.exit
+        elif view.agent_alive and view.health is not None:
+            body["engine_health"] = view.health.error
+        return 503, body
     if path == "/health/ready":
         if view.ready:
             return 200, {"ready": True, "phase": phase, "model": view.served_model_name}

@@ -1,8 +1,11 @@
 """The probe process: a tiny stdlib HTTP server that outlives the agent's exec.
 
 It reads the agent's state file on every request, watches the engine's /v1/models itself once
-the agent has exec'd, and exits as soon as the process it watches (the agent, which becomes the
-engine: same PID) is gone — so it never outlives the container's main process.
+the agent has exec'd (and, once the engine has been ready, the engine's /health for liveness),
+and exits as soon as the process it watches (the agent, which becomes the engine: same PID) is
+gone — so it never outlives the container's main process. It records how that process ended
+(`exit_watch`); when the engine failed, it keeps telling so for `--linger` seconds first (the
+agent's AIM_FAIL_GRACE), which only matters where the engine is not the container's PID 1.
 
 Stdlib only (http.server, urllib, threading): it must answer within the first second of a boot.
 """
@@ -20,13 +23,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from aim_engine.probes import exit_watch
 from aim_engine.probes.logic import EngineCheck, View, models_from_payload, respond
-from aim_engine.state import read_state
+from aim_engine.state import TERMINAL, read_state
 
 WATCH_INTERVAL_S = 0.2        # how quickly the probe notices its process is gone
 POLL_STARTING_S = 0.5         # engine polling while it starts
 POLL_READY_S = 10.0         # ... and once it is ready (kubelet probes ask fresh anyway)
 CHECK_TIMEOUT_S = 2.0
+HEALTH_TIMEOUT_S = 0.9        # inside kubelet's default 1 s probe timeout
 
 
 def pid_alive(pid: int) -> bool:
@@ -46,11 +51,13 @@ def pid_alive(pid: int) -> bool:
     return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")
 
 
-def check_engine(url: str, timeout: float = CHECK_TIMEOUT_S) -> EngineCheck:
+def check_engine(url: str, timeout: float = CHECK_TIMEOUT_S, parse: bool = True) -> EngineCheck:
+    """One GET of the engine's `url` (/v1/models, or /health with `parse=False`)."""
     now = time.time()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback URL from our own state)
-            payload = json.loads(response.read() or b"null")
+            body = response.read()
+            payload = json.loads(body or b"null") if parse else None
     except urllib.error.HTTPError as exc:
         return EngineCheck(answering=True, error=f"HTTP {exc.code}", checked_at=now)
     except (OSError, ValueError) as exc:
@@ -62,12 +69,17 @@ def check_engine(url: str, timeout: float = CHECK_TIMEOUT_S) -> EngineCheck:
 class Probe:
     """Shared state of the probe process (the server threads and the two background loops)."""
 
-    def __init__(self, state_path: Path, watch_pid: int) -> None:
+    def __init__(self, state_path: Path, watch_pid: int, linger: float = 0.0, log: Any = None) -> None:
         self.state_path = state_path
         self.watch_pid = watch_pid
         self.parent_watch = watch_pid == os.getppid()
+        self.pidfd = exit_watch.open_pidfd(watch_pid)
+        self.linger = linger
+        self.log = log
         self.lock = threading.Lock()
         self.check: EngineCheck | None = None
+        self.health: EngineCheck | None = None
+        self.exit: exit_watch.ExitStatus | None = None
         self.ever_ready = False
         self.ready_at: float | None = None
         self.stop = threading.Event()
@@ -76,6 +88,10 @@ class Probe:
     # --- facts ---------------------------------------------------------------------------------
 
     def watched_alive(self) -> bool:
+        if self.exit is not None:
+            return False
+        if self.pidfd is not None:
+            return not exit_watch.wait_readable(self.pidfd, 0)
         if self.parent_watch:
             # Our parent did the exec, so the engine is our parent: once it dies we are
             # re-parented at once (before anyone reaps it), which is the earliest sign.
@@ -89,7 +105,7 @@ class Probe:
 
     def refresh(self, state: dict[str, Any] | None) -> None:
         url = self.engine_url(state)
-        if url is None:
+        if url is None or self.exit is not None:
             return
         check = check_engine(url)
         with self.lock:
@@ -98,16 +114,35 @@ class Probe:
             if check.lists(name) and not self.ever_ready:
                 self.ever_ready = True
                 self.ready_at = check.checked_at
+        if self.ever_ready:
+            self.refresh_health(state)
 
-    def view(self, fresh: bool = False) -> View:
-        state = read_state(self.state_path)
-        if fresh:
-            self.refresh(state)
+    def refresh_health(self, state: dict[str, Any] | None) -> None:
+        """Once the engine has been up, liveness is the engine's own /health."""
+        url = ((state or {}).get("engine") or {}).get("health_url")
+        if not self.ever_ready or not url or self.exit is not None:
+            return
+        health = check_engine(url, timeout=HEALTH_TIMEOUT_S, parse=False)
         with self.lock:
+            self.health = health
+
+    def view(self, fresh: str | None = None) -> View:
+        """The merged picture; `fresh="ready"` asks the engine's /v1/models now, `fresh="live"`
+        its /health (kubelet probes want today's answer, not the poller's last one)."""
+        state = read_state(self.state_path)
+        if fresh == "ready":
+            self.refresh(state)
+        elif fresh == "live":
+            self.refresh_health(state)
+        alive = self.watched_alive()
+        with self.lock:
+            exit_status = self.exit
             return View(
-                state=state, agent_alive=self.watched_alive(), check=self.check,
+                state=state, agent_alive=alive, check=self.check,
                 ever_ready=self.ever_ready, ready_at=self.ready_at,
                 extra={"pid": os.getpid(), "watch_pid": self.watch_pid, "started_at": self.started_at},
+                health=self.health, exit=exit_status.to_dict() if exit_status else None,
+                exit_clean=bool(exit_status and exit_status.clean),
             )
 
     # --- loops ---------------------------------------------------------------------------------
@@ -118,10 +153,35 @@ class Probe:
             self.stop.wait(POLL_READY_S if self.ever_ready else POLL_STARTING_S)
 
     def watch(self, server: ThreadingHTTPServer) -> None:
-        while not self.stop.wait(WATCH_INTERVAL_S):
-            if not self.watched_alive():
-                self.stop.set()
+        """Wait for the watched process to end; record how; linger if the engine failed."""
+        while not self.stop.is_set():
+            if self.pidfd is not None:
+                if exit_watch.wait_readable(self.pidfd, WATCH_INTERVAL_S):
+                    break
+            elif self.stop.wait(WATCH_INTERVAL_S) or not self.watched_alive():
+                break
+        if not self.stop.is_set():
+            self.record_exit()
+        self.stop.set()
         server.shutdown()
+
+    def record_exit(self) -> None:
+        status = exit_watch.read_exit(self.watch_pid, self.pidfd)
+        with self.lock:
+            self.exit = status
+        view = self.view()
+        if self.log is not None:
+            event = "engine exited" if view.engine_exited else "agent exited"
+            level = "info" if status.clean or view.agent_phase in TERMINAL else "error"
+            getattr(self.log, level)(event, pid=self.watch_pid, code=status.code,
+                                     signal=view.exit["signal"] if view.exit else None,
+                                     phase=view.phase, was_ready=self.ever_ready)
+        if view.engine_exited and not status.clean and self.linger > 0:
+            # /status and /metrics keep saying why for a moment (outside a container's PID 1).
+            time.sleep(self.linger)
+
+
+FRESH = {"/health/ready": "ready", "/health/live": "live"}
 
 
 def make_handler(probe: Probe) -> type[BaseHTTPRequestHandler]:
@@ -131,11 +191,10 @@ def make_handler(probe: Probe) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802 (http.server naming)
             path = self.path.split("?", 1)[0]
-            view = probe.view(fresh=path.rstrip("/") == "/health/ready")
-            code, body = respond(path, view)
-            data = json.dumps(body, default=str).encode()
+            code, body = respond(path, probe.view(fresh=FRESH.get(path.rstrip("/"))))
+            data, ctype = json.dumps(body, default=str).encode(), "application/json"
             self.send_response(code)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
@@ -149,9 +208,10 @@ def make_handler(probe: Probe) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve(sock: socket.socket, state_path: Path, watch_pid: int, cleanup_dir: Path | None = None) -> int:
+def serve(sock: socket.socket, state_path: Path, watch_pid: int, cleanup_dir: Path | None = None,
+          linger: float = 0.0, log: Any = None) -> int:
     """Serve the probes on an already listening socket until the watched process is gone."""
-    probe = Probe(state_path, watch_pid)
+    probe = Probe(state_path, watch_pid, linger=linger, log=log)
     server = ThreadingHTTPServer(sock.getsockname()[:2], make_handler(probe), bind_and_activate=False)
     server.socket.close()
     server.socket = sock
