@@ -140,12 +140,14 @@ class Boot:
         from aim_engine.cache import warm
 
         def on_progress(progress: Any) -> None:
+            if progress.phase == "waiting" and "lock_wait_since" not in self.state.data:
+                self.state.data["lock_wait_since"] = time.time()   # /metrics: the lock wait so far
             self.state.progress(**progress.to_dict())
 
         result = warm(plan.checkpoint, self.settings, revision=self.settings.model_revision, on_progress=on_progress)
         self.state.update(cache={"path": result.path, "commit": result.commit, "already_warm": result.already_warm,
                                  "bytes": result.bytes, "downloaded_bytes": result.downloaded_bytes,
-                                 "offline": result.offline})
+                                 "offline": result.offline, "lock_wait_s": result.lock_wait_s})
         return result
 
     def render(self, plan: Any, model_path: str, cache_warm: bool) -> Any:

@@ -52,6 +52,7 @@ class WarmResult:
     offline: bool = True
     local: bool = False
     repo_id: str | None = None
+    lock_wait_s: float = 0.0     # time spent waiting for another process's warm-up of this model
 
 
 def size_text(n: int) -> str:

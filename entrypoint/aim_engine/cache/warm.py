@@ -14,7 +14,7 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -124,6 +124,7 @@ def _warm_locked(repo_id: str, revision: str, settings: Any, layout: Layout, opt
             log.info("waiting for another warm-up of this model", holder=holder, waited_s=round(waited, 1),
                      timeout_s=settings.lock_timeout)
 
+    wait_started = time.monotonic()
     try:
         lock.acquire(settings.lock_timeout, on_wait=on_wait)
     except ReadOnlyCache as exc:
@@ -132,14 +133,15 @@ def _warm_locked(repo_id: str, revision: str, settings: Any, layout: Layout, opt
                        hint="pre-warm the volume with a Job or init container running `aim-engine download` "
                             f"(AIM_MODEL_ID={repo_id}, same AIM_CACHE_PATH) on a writable mount, then mount it "
                             "read-only") from None
+    waited = round(time.monotonic() - wait_started, 3)
     try:
         if not options.refresh:
             found, why = markers.quick_check(layout, repo_id, revision)
             if found is not None:
                 log.info("model cache was completed by another process", commit=found.commit)
                 tracker.set_phase("complete", bytes_done=found.bytes, bytes_total=found.bytes)
-                return _result(layout, found, already_warm=True)
-        return _download(repo_id, revision, settings, layout, options, tracker, log)
+                return replace(_result(layout, found, already_warm=True), lock_wait_s=waited)
+        return replace(_download(repo_id, revision, settings, layout, options, tracker, log), lock_wait_s=waited)
     finally:
         if lock.lost:
             log.warning("the cache lease was taken over while we held it (we looked dead to a peer); the "

@@ -21,6 +21,7 @@ LIVE_PATH = "/health/live"
 READY_PATH = "/health/ready"
 STARTUP_PATH = "/health/startup"
 STATUS_PATH = "/status"
+METRICS_PATH = "/metrics"   # Prometheus text (or OpenMetrics), served by the probe process
 
 
 @dataclass

@@ -84,6 +84,16 @@ class Probe:
         self.ready_at: float | None = None
         self.stop = threading.Event()
         self.started_at = time.time()
+        self.metrics: Any = None          # probes.metrics.Exposition, built on the first scrape
+        self.metrics_lock = threading.Lock()
+
+    def render_metrics(self, accept: str | None) -> tuple[bytes, str]:
+        with self.metrics_lock:
+            if self.metrics is None:
+                from aim_engine.probes.metrics import Exposition   # imports prometheus_client: not at start-up
+
+                self.metrics = Exposition(self.view)
+            return self.metrics.render(accept)
 
     # --- facts ---------------------------------------------------------------------------------
 
@@ -182,6 +192,7 @@ class Probe:
 
 
 FRESH = {"/health/ready": "ready", "/health/live": "live"}
+METRICS_PATH = "/metrics"
 
 
 def make_handler(probe: Probe) -> type[BaseHTTPRequestHandler]:
@@ -191,8 +202,12 @@ def make_handler(probe: Probe) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802 (http.server naming)
             path = self.path.split("?", 1)[0]
-            code, body = respond(path, probe.view(fresh=FRESH.get(path.rstrip("/"))))
-            data, ctype = json.dumps(body, default=str).encode(), "application/json"
+            if path.rstrip("/") == METRICS_PATH:
+                code, ctype = 200, ""
+                data, ctype = probe.render_metrics(self.headers.get("Accept"))
+            else:
+                code, body = respond(path, probe.view(fresh=FRESH.get(path.rstrip("/"))))
+                data, ctype = json.dumps(body, default=str).encode(), "application/json"
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
