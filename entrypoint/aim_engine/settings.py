@@ -65,6 +65,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("AIM_LOG_FORMAT", "auto", "json, console, or auto (json when stdout is not a terminal)."),
     Variable("AIM_DEBUG", "false", "Debug logging and engine debug switches."),
     Variable("AIM_SYSFS_ROOT", "/", "Root the sysfs GPU probe reads (tests point it at fixture trees)."),
+    Variable("AIM_ENGINE_METRICS", "true", "Turn the engine's own Prometheus /metrics on (SGLang's --enable-metrics; vLLM's are always on)."),
     Variable("AIM_FAIL_GRACE", "5", "Seconds a failed boot keeps its probes (/status) answering before it exits non-zero."),
     Variable("HF_TOKEN", None, "Hugging Face token for gated models; never logged."),
     Variable("HF_ENDPOINT", None, "Hugging Face hub (or mirror) URL; default https://huggingface.co."),
@@ -172,6 +173,7 @@ class Settings:
     debug: bool = False
     sysfs_root: Path = Path("/")
     fail_grace: float = 5.0
+    engine_metrics: bool = True
     hf_token: str | None = field(default=None, repr=False)
     hf_endpoint: str | None = None
 
@@ -204,6 +206,7 @@ class Settings:
             debug=r.flag("AIM_DEBUG"),
             sysfs_root=Path(r.text("AIM_SYSFS_ROOT") or "/"),
             fail_grace=r.number("AIM_FAIL_GRACE", float, 0, 3600),
+            engine_metrics=r.flag("AIM_ENGINE_METRICS"),
             hf_token=token,
             hf_endpoint=r.text("HF_ENDPOINT"),
         )

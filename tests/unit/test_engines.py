@@ -72,6 +72,27 @@ def test_target_defaults_and_secret_flags_are_real_flags(engine: str) -> None:
         assert flag in flags.known_flags(engine), flag
 
 
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_engine_metrics_switches_are_real_flags_and_have_a_path(engine: str) -> None:
+    tbl = table()
+    for flag in tbl.metrics_args(engine):
+        assert flag in flags.known_flags(engine) and not flags.flag_info(engine, flag).takes_value, flag
+    assert tbl.metrics_path(engine) == "/metrics"
+
+
+def test_sglang_metrics_are_on_by_default_with_an_opt_out() -> None:
+    on = launch({}, engine="sglang")
+    assert "--enable-metrics" in on.args and on.metrics_url == "http://127.0.0.1:8000/metrics"
+    s = settings(AIM_ENGINE_METRICS="false")
+    off = render(plan({}, engine="sglang"), s, "/models/qwen", True, base_env=BASE_ENV)
+    assert "--enable-metrics" not in off.args and off.metrics_url is None
+    removed = launch({}, engine="sglang", overrides='{"--enable-metrics": null}')
+    assert "--enable-metrics" not in removed.args and removed.metrics_url is None
+    vllm = launch({}, engine="vllm")                   # always on, nothing to add
+    assert vllm.metrics_url == "http://127.0.0.1:8000/metrics" and "--enable-metrics" not in vllm.args
+    assert launch({}, engine="vllm").public_dict()["metrics_url"] == vllm.metrics_url
+
+
 # ---------------------------------------------------------------- translation
 CANONICAL = {
     "--model": "Qwen/Qwen3-8B",
@@ -90,7 +111,7 @@ EXPECTED = {
     "sglang": {"--model-path": "/models/qwen", "--dtype": "bfloat16", "--tp-size": "2",
                "--max-running-requests": "64", "--context-length": "32768", "--mem-fraction-static": "0.9",
                "--trust-remote-code": None, "--host": "0.0.0.0", "--port": "8000",
-               "--served-model-name": "Qwen/Qwen3-8B"},
+               "--served-model-name": "Qwen/Qwen3-8B", "--enable-metrics": None},
 }
 
 

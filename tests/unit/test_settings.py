@@ -36,6 +36,7 @@ GOOD: dict[str, tuple[str, str, object]] = {
     "AIM_DEBUG": ("1", "debug", True),
     "AIM_SYSFS_ROOT": ("/tmp/sys", "sysfs_root", Path("/tmp/sys")),
     "AIM_FAIL_GRACE": ("2.5", "fail_grace", 2.5),
+    "AIM_ENGINE_METRICS": ("false", "engine_metrics", False),
     "HF_TOKEN": ("hf_abcdefghijklmnopqrstuvwx", "hf_token", "hf_abcdefghijklmnopqrstuvwx"),
     "HF_ENDPOINT": ("http://127.0.0.1:5000", "hf_endpoint", "http://127.0.0.1:5000"),
 }
@@ -55,6 +56,7 @@ BAD: dict[str, tuple[str, str]] = {
     "AIM_LOG_LEVEL": ("verbose", "debug, info, warning, error"),
     "AIM_LOG_FORMAT": ("xml", "auto, json, console"),
     "AIM_DEBUG": ("2", "true/false"),
+    "AIM_ENGINE_METRICS": ("maybe", "true/false"),
 }
 
 

@@ -55,6 +55,7 @@ class Launch:
     env_changes: dict[str, str] = field(default_factory=dict)
     env_removed: tuple[str, ...] = ()
     command_len: int = 1
+    metrics_url: str | None = None     # the engine's own Prometheus metrics (None: turned off)
 
     @property
     def args(self) -> list[str]:
@@ -73,6 +74,7 @@ class Launch:
             "env_removed": list(self.env_removed),
             "health_url": self.health_url,
             "models_url": self.models_url,
+            "metrics_url": self.metrics_url,
             "served_model_name": self.served_model_name,
             "overrides_applied": mask(dict(self.overrides_applied), secrets),
         }
@@ -115,6 +117,14 @@ class Table:
     targets: Mapping[str, Mapping[str, Mapping[str, Any]]]
     secret_flags: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
     defaults: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def metrics_args(self, engine: str) -> Mapping[str, Any]:
+        """The args that turn `engine`'s own Prometheus metrics on (none for vLLM: always on)."""
+        return (self.metrics.get(engine) or {}).get("enable") or {}
+
+    def metrics_path(self, engine: str) -> str | None:
+        return (self.metrics.get(engine) or {}).get("path")
 
     def spec(self, key: str, engine: str) -> Mapping[str, Any] | None:
         entry = self.canonical.get(key)
@@ -144,6 +154,7 @@ def table() -> Table:
         targets=raw.get("targets") or {},
         secret_flags=raw.get("secret_flags") or {},
         defaults=raw.get("defaults") or {},
+        metrics=raw.get("metrics") or {},
     )
 
 

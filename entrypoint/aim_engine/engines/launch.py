@@ -90,10 +90,12 @@ def render_args(
     overrides: Mapping[str, Any] | None = None,
     origin: str = "recipe",
     online_quantization: bool = True,
+    engine_metrics: bool = True,
 ) -> ArgRenderer:
     """The pure core of rendering: layered args -> an `ArgRenderer` holding the result.
 
-    Layers, each replacing the previous: recipe < plan < target < agent-owned < AIM_ENGINE_ARGS.
+    Layers, each replacing the previous: recipe < plan < target < engine metrics (unless
+    `engine_metrics` is off: AIM_ENGINE_METRICS) < agent-owned < AIM_ENGINE_ARGS.
     """
     r = ArgRenderer(engine)
     r.online_quantization = online_quantization
@@ -101,6 +103,8 @@ def render_args(
     r.apply(recipe_args, origin, skip=reserved)
     r.apply(plan_args or {}, "plan")
     r.apply(r.table.target_args(target, engine), f"{target} target defaults")
+    if engine_metrics:
+        r.apply(r.table.metrics_args(engine), "AIM_ENGINE_METRICS")
     r.apply({"--model": model, "--host": BIND_ALL, "--port": str(port),
              "--served-model-name": served_model_name}, "agent")
     overrides = dict(overrides or {})
@@ -139,6 +143,7 @@ class CommandAdapter:
             overrides=settings.engine_args,
             origin=_origin(plan),
             online_quantization=not _pre_quantized(plan),
+            engine_metrics=getattr(settings, "engine_metrics", True),
         )
         out = rendered.render()
         base = dict(os.environ if base_env is None else base_env)
@@ -159,6 +164,10 @@ class CommandAdapter:
             env[name] = changes[name] = value
         command = resolve_command(self.spec.command, env)
         url = f"http://{LOOPBACK}:{settings.port}"
+        # The engine's own /metrics: on unless its enabling switch is not in the final args
+        # (AIM_ENGINE_METRICS=false, or AIM_ENGINE_ARGS removed it).
+        metrics_path = rendered.table.metrics_path(self.name)
+        metrics_on = all(flag in out.args for flag in rendered.table.metrics_args(self.name))
         return Launch(
             engine=self.name,
             argv=[*command, *out.args],
@@ -170,4 +179,5 @@ class CommandAdapter:
             env_changes=changes,
             env_removed=engine_env.removed,
             command_len=len(command),
+            metrics_url=url + metrics_path if metrics_on and metrics_path else None,
         )
