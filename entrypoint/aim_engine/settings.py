@@ -27,6 +27,7 @@ CACHE_VERIFY = ("size", "full")
 
 DEFAULT_CACHE_PATH = "/workspace/model-cache"
 DEFAULT_PORT = 8000
+MAX_LOCK_TIMEOUT = 86400   # a day: 0 = try the cache lock once without waiting
 DEFAULT_HEALTH_PORT = 8001
 
 _TRUE = ("1", "true", "yes", "on")
@@ -54,7 +55,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("AIM_ENGINE_ARGS", None, "JSON object merged over the recipe's args; null removes a flag."),
     Variable("AIM_CACHE_PATH", DEFAULT_CACHE_PATH, "Persistent model cache root; HF_HOME is derived from it."),
     Variable("AIM_OFFLINE", "false", "Never touch the network; serve only from a complete cache."),
-    Variable("AIM_LOCK_TIMEOUT", "3600", "Seconds to wait for another process's cache warm-up."),
+    Variable("AIM_LOCK_TIMEOUT", "3600", "Seconds to wait for another process's cache warm-up (0-86400; 0: do not wait)."),
     Variable("AIM_CACHE_VERIFY", "size", "size (sizes match the listing) or full (sha256 of LFS files)."),
     Variable("AIM_PORT", str(DEFAULT_PORT), "Port of the engine's OpenAI-compatible API."),
     Variable("AIM_HEALTH_PORT", str(DEFAULT_HEALTH_PORT), "Port of the agent's health and status probes."),
@@ -114,6 +115,9 @@ class _Reader:
             number = cast(value)
         except ValueError:
             self.problems.append(f"{name}={value!r} is not {kind} (allowed: {kind} {bound})")
+            return None
+        if number != number or number in (float("inf"), float("-inf")):   # nan, inf, 1e400
+            self.problems.append(f"{name}={value!r} is not a finite number (allowed: {kind} {bound})")
             return None
         if number < low or (high is not None and number > high):
             self.problems.append(f"{name}={value!r} is out of range (allowed: {kind} {bound})")
@@ -194,7 +198,7 @@ class Settings:
             engine_args=r.json_object("AIM_ENGINE_ARGS"),
             cache_path=Path(r.text("AIM_CACHE_PATH") or DEFAULT_CACHE_PATH),
             offline=r.flag("AIM_OFFLINE"),
-            lock_timeout=r.number("AIM_LOCK_TIMEOUT", float, 0) or 0.0,
+            lock_timeout=r.number("AIM_LOCK_TIMEOUT", float, 0, MAX_LOCK_TIMEOUT) or 0.0,
             cache_verify=r.choice("AIM_CACHE_VERIFY", CACHE_VERIFY),
             port=r.number("AIM_PORT", int, 1, 65535) or DEFAULT_PORT,
             health_port=r.number("AIM_HEALTH_PORT", int, 1, 65535) or DEFAULT_HEALTH_PORT,

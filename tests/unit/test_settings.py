@@ -49,7 +49,7 @@ BAD: dict[str, tuple[str, str]] = {
     "AIM_GPU_COUNT": ("abc", "an integer >= 0"),
     "AIM_FAIL_GRACE": ("-1", "between 0 and 3600"),
     "AIM_OFFLINE": ("maybe", "true/false"),
-    "AIM_LOCK_TIMEOUT": ("-5", "a number >= 0"),
+    "AIM_LOCK_TIMEOUT": ("-5", "a number between 0 and 86400"),
     "AIM_CACHE_VERIFY": ("sha1", "size, full"),
     "AIM_PORT": ("70000", "between 1 and 65535"),
     "AIM_HEALTH_PORT": ("port", "an integer between 1 and 65535"),
