@@ -59,28 +59,45 @@ class LockOptions:
     use_flock: bool = True   # False emulates a filesystem where flock is a no-op (tests, docs)
 
 
+HOLDER_MAX_BYTES = 64 << 10   # holder.json is ~300 bytes; anything larger is not ours
+
+
 def read_holder(path: Path) -> dict[str, Any] | None:
-    return read_json(path)
+    return read_json(path, limit=HOLDER_MAX_BYTES)
+
+
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 1e18
+    return float(value) if ok and value == value else None
+
+
+def _word(value: Any, limit: int = 64) -> str:
+    """A holder-file value as a message shows it: printable, short (the file is cache content)."""
+    text = "".join(c if c.isprintable() else "?" for c in str(value))
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def describe_holder(info: dict[str, Any] | None) -> str:
+    """Who holds the lock, for waiters' logs and errors. `info` is read from the shared volume, so
+    any value may be of any type: it is shown, never trusted."""
     if not info:
         return "an unknown process"
-    started = time.strftime("%H:%M:%S", time.gmtime(info.get("started", 0)))
-    text = f"pid {info.get('pid')} on {info.get('host')} (since {started} UTC"
-    prog = info.get("progress") or {}
-    if prog.get("bytes_total"):
-        pct = 100.0 * prog.get("bytes_done", 0) / prog["bytes_total"]
-        text += f", {prog.get('phase', '?')} {pct:.0f}% of {prog['bytes_total'] / 1e9:.2f} GB"
+    started = _number(info.get("started"))
+    since = time.strftime("%H:%M:%S", time.gmtime(started)) if started is not None and started >= 0 else "?"
+    text = f"pid {_word(info.get('pid'))} on {_word(info.get('host'))} (since {since} UTC"
+    prog = info.get("progress") if isinstance(info.get("progress"), dict) else {}
+    total, done = _number(prog.get("bytes_total")), _number(prog.get("bytes_done")) or 0.0
+    if total:
+        text += f", {_word(prog.get('phase', '?'))} {100.0 * done / total:.0f}% of {total / 1e9:.2f} GB"
     elif prog.get("phase"):
-        text += f", {prog['phase']}"
+        text += f", {_word(prog['phase'])}"
     return text + ")"
 
 
 def _flock_excludes(path: Path) -> bool:
     """True if flock on `path` really excludes: a second open file description can't take it."""
     try:
-        fd = os.open(path, os.O_RDWR)
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return False
     try:
@@ -103,6 +120,7 @@ class ModelLock:
 
         self.options = options or LockOptions()
         self.repo_id = repo_id
+        self.layout = layout
         self.lock_path = layout.lock(repo_id)
         self.lease_path = layout.lease(repo_id)
         self.holder_path = layout.holder(repo_id)
@@ -116,35 +134,59 @@ class ModelLock:
     # -- acquire / release
 
     def _prepare(self) -> None:
+        folder = self.lock_path.parent
         try:
-            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.lock_path, "a"):
-                pass
+            folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            pass   # not a folder: said below
         except OSError as exc:
             if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-                raise ReadOnlyCache(f"cannot write to the model cache at {self.lock_path.parent} ({exc.strerror})")
-            raise
+                raise ReadOnlyCache(f"cannot write to the model cache at {folder} ({exc.strerror})")
+            raise AimError(f"cannot create the cache's lock folder {folder}: {exc.strerror or exc}",
+                           hint="check AIM_CACHE_PATH and the volume mounted there") from None
+        if folder.is_symlink():
+            self.layout.confined(folder, target=self.layout.aim, what="lock folder")   # "outside the cache"
+        if folder.is_symlink() or not folder.is_dir():
+            raise AimError(f"the cache's lock folder {folder} is not a folder",
+                           hint=f"remove {folder} (the lock files are recreated); the cached models are kept")
+        for path in (self.lock_path, self.lease_path, self.holder_path):
+            self.layout.confined(path, folder=folder, what="lock file")
+        try:
+            # No O_TRUNC, and never through a symlink: a planted link must not create or touch a
+            # file outside the cache (filelock itself opens with O_NOFOLLOW).
+            os.close(os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644))
+        except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise ReadOnlyCache(f"cannot write to the model cache at {folder} ({exc.strerror})")
+            raise AimError(f"cannot open the cache lock {self.lock_path}: {exc.strerror or exc}",
+                           hint=f"remove {self.lock_path} if it is not a plain file (it is recreated)") from None
         fl = self._filelock
         self._flock = fl.FileLock(str(self.lock_path), thread_local=False) if self.options.use_flock else None
         self._lease = fl.SoftFileLease(str(self.lease_path), lease_duration=self.options.lease_duration,
                                        heartbeat_interval=self.options.heartbeat, thread_local=False)
 
     def acquire(self, timeout: float, on_wait: Callable[[dict[str, Any] | None, float], None] | None = None) -> None:
-        """Take both layers; call `on_wait(holder_info, waited_s)` while waiting; raise LockTimeout."""
+        """Take both layers; call `on_wait(holder_info, waited_s)` while waiting; raise LockTimeout.
+
+        `timeout` 0 means: try once, do not wait (a free lock is taken, a held one fails at once).
+        """
         self._prepare()
         fl = self._filelock
         started = time.monotonic()
+        tries = 0
         while True:
             waited = time.monotonic() - started
             remaining = timeout - waited
-            if remaining <= 0:
+            tries += 1
+            if remaining <= 0 and tries > 1:
                 info = read_holder(self.holder_path)
+                waited_text = (f"timed out after {timeout:.0f}s waiting for" if timeout > 0 else
+                               "AIM_LOCK_TIMEOUT is 0 (try once, do not wait) and another process holds")
                 raise LockTimeout(
-                    f"timed out after {timeout:.0f}s waiting for the cache lock of {self.repo_id}, held by "
-                    f"{describe_holder(info)}",
+                    f"{waited_text} the cache lock of {self.repo_id}, held by {describe_holder(info)}",
                     hint="raise AIM_LOCK_TIMEOUT, or check that process; a killed holder's lock frees itself "
                          f"(at once on local disks, after {self.options.lease_duration:.0f}s on network filesystems)")
-            step = min(self.options.poll, remaining)
+            step = max(0.0, min(self.options.poll, remaining))
             if self._flock is not None:
                 try:
                     self._flock.acquire(timeout=step, poll_interval=min(0.05, step))
@@ -152,8 +194,9 @@ class ModelLock:
                     if on_wait:
                         on_wait(read_holder(self.holder_path), waited)
                     continue
-                if _flock_excludes(self.lock_path) and self.lease_path.exists():
+                if _flock_excludes(self.lock_path) and os.path.lexists(self.lease_path):
                     # A real flock is ours, so whoever left the lease marker no longer runs.
+                    self.layout.confined(self.lease_path, folder=self.lock_path.parent, what="lease file")
                     self.lease_path.unlink(missing_ok=True)
             try:
                 self._lease.acquire(timeout=step, poll_interval=min(0.05, step))
@@ -169,7 +212,11 @@ class ModelLock:
         self._held = True
         self._info = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
                       "repo_id": self.repo_id, "progress": None}
-        write_json(self.holder_path, self._info)
+        try:
+            write_json(self.holder_path, self._info, inside=self.layout.cache_path)
+        except BaseException:
+            self.release()
+            raise
 
     def publish(self, progress: Progress, force: bool = False) -> None:
         """Record our progress in holder.json for waiters: on phase/file changes, else at most every second."""
@@ -183,8 +230,8 @@ class ModelLock:
         self._last_publish = now
         self._info["progress"] = progress.to_dict()
         try:
-            write_json(self.holder_path, self._info)
-        except OSError:
+            write_json(self.holder_path, self._info, inside=self.layout.cache_path)
+        except (OSError, AimError):
             pass
 
     @property
@@ -198,7 +245,11 @@ class ModelLock:
         self._held = False
         info = read_holder(self.holder_path)
         if info and info.get("pid") == os.getpid() and info.get("host") == socket.gethostname():
-            self.holder_path.unlink(missing_ok=True)
+            try:
+                self.layout.confined(self.holder_path, folder=self.lock_path.parent, what="holder file")
+                self.holder_path.unlink(missing_ok=True)
+            except (OSError, AimError):
+                pass   # a stale holder file only misleads a waiter's log line
         try:
             self._lease.release()
         finally:
