@@ -18,14 +18,22 @@ from pathlib import Path
 from typing import Any
 
 
-def write_text(path: Path, text: str, *, durable: bool = False, keep_mode: bool = False) -> None:
+def write_text(path: Path, text: str, *, durable: bool = False, keep_mode: bool = False,
+               inside: Path | None = None) -> None:
     """Replace `path` with `text` (UTF-8).
 
+    `inside`: a root `path` must stay in once symlinks are resolved (the model cache, whose folders
+    anyone with write access to the volume could replace with symlinks): checked with
+    `aim_engine.confine.check` before anything is created, refused with `UnsafePath` otherwise.
     `durable`: fsync the file before the rename and its directory after it, for what must survive
     a crash of the machine, not only of the process (a completeness marker, a model file).
     `keep_mode`: give the new file the old one's permissions (0644 for a new file) instead of the
     temp file's private 0600, for files other users and tools read (catalog files, cache refs).
     """
+    if inside is not None:
+        from aim_engine.confine import check
+
+        check(Path(path), root=inside)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -43,18 +51,20 @@ def write_text(path: Path, text: str, *, durable: bool = False, keep_mode: bool 
         fsync_dir(path.parent)
 
 
-def write_json(path: Path, data: Any, **dump_options: Any) -> None:
+def write_json(path: Path, data: Any, *, inside: Path | None = None, **dump_options: Any) -> None:
     """Replace `path` with `data` as JSON (values JSON cannot encode are written as `str`)."""
-    write_text(path, json.dumps(data, default=str, **dump_options))
+    write_text(path, json.dumps(data, default=str, **dump_options), inside=inside)
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path, limit: int = 16 << 20) -> dict[str, Any] | None:
     """The JSON object last written to `path`, or None when there is none (yet) or it cannot be
-    read as one (a reader never raises over a file another process owns)."""
+    read as one (a reader never raises over a file another process owns). At most `limit` bytes
+    of a regular file are read: a FIFO or a device planted in its place is not read at all."""
+    from aim_engine.confine import read_bounded
+
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
+        data = json.loads(read_bounded(Path(path), limit))
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 

@@ -51,7 +51,8 @@ def test_truncated_missing_or_garbled_marker_is_not_complete(tmp_path):
     (snap / "b.bin").unlink()
     assert "b.bin is missing" in markers.quick_check(layout, "org/m", "refs/pr/1")[1]
     layout.marker("org/m", "refs/pr/1").write_text('{"format": 1, "repo')
-    assert markers.quick_check(layout, "org/m", "refs/pr/1") == (None, "its completeness marker is damaged")
+    found, why = markers.quick_check(layout, "org/m", "refs/pr/1")
+    assert found is None and "refs%2Fpr%2F1.json is damaged: it is not valid JSON" in why
     assert markers.quick_check(layout, "org/m", "main") == (None, "it was never completely downloaded")
 
 

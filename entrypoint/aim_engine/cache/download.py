@@ -233,7 +233,32 @@ def resolve(settings: Any, repo_id: str, revision: str, policy: RetryPolicy, log
         raise HubError(f"{endpoint_of(settings)} returned no commit for {repo_id}@{revision}")
     files = [RemoteFile(s.rfilename, int(s.size or 0), s.blob_id, s.lfs.sha256 if s.lfs else None)
              for s in (info.siblings or [])]
-    return info.sha, files
+    source = f"{endpoint_of(settings)}'s listing of {repo_id}@{revision}"
+    return checked_listing(info.sha, files, source)
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _hex(value: str | None, digits: int) -> bool:
+    return value is None or (isinstance(value, str) and len(value) == digits and set(value) <= _HEX)
+
+
+def checked_listing(commit: Any, files: list[RemoteFile], source: str) -> tuple[str, list[RemoteFile]]:
+    """The hub's answer, refused when it names a path the cache cannot hold safely: the commit
+    becomes a folder name, each file a path in the snapshot and its hash a blob name (a hostile
+    mirror must not steer a write or a removal out of the cache)."""
+    from aim_engine.confine import name, relative, shown
+
+    name(commit, what="commit", source=source)
+    for f in files:
+        relative(f.path, what="file path", source=source)
+        if not (_hex(f.sha256, 64) and _hex(f.blob_id, 40)):
+            raise HubError(f"{source}: file {shown(f.path)} has a hash that is not hex "
+                           f"(sha256 {shown(f.sha256)}, blob id {shown(f.blob_id)})")
+        if f.size < 0:
+            raise HubError(f"{source}: file {shown(f.path)} has a negative size {f.size}")
+    return commit, files
 
 
 def fetch(settings: Any, repo_id: str, commit: str, path: str, tqdm_class: type | None, policy: RetryPolicy,

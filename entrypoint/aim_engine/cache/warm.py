@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from aim_engine.atomic import write_text
+from aim_engine.confine import read_bounded
 from aim_engine.cache import marker as markers
-from aim_engine.cache.layout import Layout, is_local_model
+from aim_engine.cache.layout import Layout, check_cache_root, check_repo_id, check_revision, is_local_model
 from aim_engine.cache.types import Progress, WarmResult, size_text
 from aim_engine.errors import AimError
 from aim_engine.logs import get_logger
@@ -82,6 +83,8 @@ def warm(repo_id: str, settings: Any, revision: str | None = None,
     revision = revision or settings.model_revision or "main"
     if is_local_model(repo_id):
         return local_model(repo_id)
+    check_repo_id(repo_id)
+    check_revision(revision)
     layout = Layout.of(settings)
     log = get_logger("aim_engine.cache", model=repo_id, revision=revision)
 
@@ -95,6 +98,7 @@ def warm(repo_id: str, settings: Any, revision: str | None = None,
                                  len(found.files)))
         return _result(layout, found, already_warm=True)
 
+    check_cache_root(settings.cache_path)
     if settings.offline:
         raise AimError(f"AIM_OFFLINE is set and {repo_id}@{revision} is not complete in the cache at "
                        f"{settings.cache_path}: {why}",
@@ -150,17 +154,38 @@ def _warm_locked(repo_id: str, revision: str, settings: Any, layout: Layout, opt
 
 
 def _remove_file(layout: Layout, repo_id: str, snapshot: Path, f: Any) -> None:
-    """Remove a damaged file: its snapshot entry and, if it is the wrong size, its blob."""
-    pointer = snapshot / f.path
-    if os.path.islink(pointer) or pointer.exists():
+    """Remove a damaged file: its snapshot entry and, if it is the wrong size, its blob. Both
+    paths go through the confinement check (the entry's folders and the blob must be in the cache)."""
+    pointer = layout.inside(snapshot, f.path, what="file path", source=f"the listing of {repo_id}", nested=True)
+    if os.path.islink(pointer) or os.path.isfile(pointer):
         pointer.unlink()
     if f.etag:
-        blob = layout.blob(repo_id, f.etag)
+        blob = layout.inside(layout.repo_dir(repo_id) / "blobs", f.etag, what="blob hash",
+                             source=f"the listing of {repo_id}")
         try:
-            if blob.stat().st_size != f.size:
+            if os.path.islink(blob) or blob.stat().st_size != f.size:
                 blob.unlink()
         except FileNotFoundError:
             pass
+
+
+def check_model_folders(layout: Layout, repo_id: str, commit: str | None = None) -> None:
+    """The model's folders in the hub cache, where they exist, are real folders inside the cache
+    (not files, not symlinks out): huggingface_hub writes into them, and we remove from them."""
+    repo_dir = layout.repo_dir(repo_id)
+    folders = [layout.hub_cache, repo_dir] + [repo_dir / sub for sub in ("blobs", "snapshots", "refs")]
+    if commit is not None:
+        folders.append(layout.snapshot(repo_id, commit))
+    for folder in folders:
+        if not os.path.lexists(folder):
+            continue
+        if os.path.islink(folder) and folder != layout.hub_cache:
+            layout.confined(folder, target=layout.hub_cache, what="folder")
+        if not folder.is_dir():
+            raise AimError(f"{folder} in the model cache is not a folder",
+                           hint=f"remove it, or the whole model with `aim-engine cache remove {repo_id}`; the next "
+                                "warm-up downloads what is missing")
+        layout.confined(folder, target=layout.cache_path, what="folder")
 
 
 def _download(repo_id: str, revision: str, settings: Any, layout: Layout, options: WarmOptions, tracker: Any,
@@ -182,7 +207,9 @@ def _download(repo_id: str, revision: str, settings: Any, layout: Layout, option
     commit, listing = hub_call(lambda: download.resolve(settings, repo_id, revision, options.retry, log))
     selected = select_files(listing)
     fmt = weights_format(f.path for f in listing)
-    snapshot = layout.snapshot(repo_id, commit)
+    snapshot = layout.inside(layout.repo_dir(repo_id) / "snapshots", commit, what="commit",
+                             source=f"the hub's answer for {repo_id}@{revision}")
+    check_model_folders(layout, repo_id, commit)
 
     def fetch(f: Any) -> None:
         counted = [0]
@@ -200,14 +227,18 @@ def _download(repo_id: str, revision: str, settings: Any, layout: Layout, option
     if fmt is not None and fmt[1] in by_path:
         # The index says which shards the engine loads; anything else is a duplicate copy.
         index = by_path[fmt[1]]
-        if markers.content_problem(snapshot / index.path, index.size, None, None, full=False) is not None:
+        repo_dir = layout.repo_dir(repo_id)
+        if markers.content_problem(snapshot / index.path, index.size, None, None, full=False,
+                                   within=repo_dir) is not None:
             _remove_file(layout, repo_id, snapshot, index)
             fetch(index)
             prefetched = index.size
         try:
-            weight_map = json.loads((snapshot / fmt[1]).read_text()).get("weight_map", {})
-            selected = filter_by_index(selected, set(weight_map.values()), fmt[0])
-        except (OSError, ValueError, AttributeError) as exc:
+            raw = read_bounded(layout.confined(snapshot / fmt[1], folder=snapshot, target=repo_dir,
+                                               what="weights index"), max(index.size, 1))
+            weight_map = json.loads(raw).get("weight_map", {})
+            selected = filter_by_index(selected, {v for v in weight_map.values() if isinstance(v, str)}, fmt[0])
+        except (OSError, ValueError, AttributeError, RecursionError, AimError) as exc:
             log.warning("unreadable weights index; fetching every shard", index=fmt[1], error=str(exc))
     if not any(f.path == "config.json" for f in selected):
         log.warning("the model has no config.json at its root; the engine may not load it")
@@ -229,7 +260,8 @@ def _download(repo_id: str, revision: str, settings: Any, layout: Layout, option
         for f, _ in bad:
             _remove_file(layout, repo_id, snapshot, f)
             if full and f.etag:
-                layout.blob(repo_id, f.etag).unlink(missing_ok=True)
+                layout.inside(layout.repo_dir(repo_id) / "blobs", f.etag, what="blob hash",
+                              source=f"the listing of {repo_id}").unlink(missing_ok=True)
         _run_parallel(fetch, [f for f, _ in bad], options.max_workers, stop)
         bad = _verify(snapshot, [f for f, _ in bad], full, options.max_workers, stop)
         if bad:
@@ -238,9 +270,10 @@ def _download(repo_id: str, revision: str, settings: Any, layout: Layout, option
                            hint="the hub or a proxy is serving different content; retry later")
 
     if revision != commit:
-        ref = layout.ref(repo_id, revision)
+        ref = layout.inside(layout.repo_dir(repo_id) / "refs", revision, what="revision", source="the revision",
+                            nested=True)
         ref.parent.mkdir(parents=True, exist_ok=True)
-        write_text(ref, commit, keep_mode=True)
+        write_text(ref, commit, keep_mode=True, inside=layout.cache_path)
     marker = markers.Marker(repo_id, revision, commit,
                             tuple(markers.MarkedFile(f.path, f.size, f.sha256, f.blob_id) for f in selected),
                             verified="full" if full else "size", created=time.time())
@@ -256,9 +289,10 @@ def _download(repo_id: str, revision: str, settings: Any, layout: Layout, option
 def _triage(layout: Layout, repo_id: str, snapshot: Path, selected: list[Any], log: Any) -> list[Any]:
     """Files to fetch: missing or damaged ones (damaged ones are removed first); stale temp files go."""
     missing = []
-    blobs = layout.repo_dir(repo_id) / "blobs"
+    repo_dir = layout.repo_dir(repo_id)
+    blobs = repo_dir / "blobs"
     for f in selected:
-        problem = markers.content_problem(snapshot / f.path, f.size, f.sha256, f.blob_id, full=False)
+        problem = markers.content_problem(snapshot / f.path, f.size, f.sha256, f.blob_id, full=False, within=repo_dir)
         if problem is None:
             continue
         if problem != "missing":
@@ -266,7 +300,7 @@ def _triage(layout: Layout, repo_id: str, snapshot: Path, selected: list[Any], l
         _remove_file(layout, repo_id, snapshot, f)
         if f.etag and blobs.is_dir():
             for tmp in blobs.glob(f"{f.etag}.*.incomplete"):   # left by a killed download (we hold the lock)
-                tmp.unlink(missing_ok=True)
+                layout.confined(tmp, folder=blobs, what="temp file").unlink(missing_ok=True)
         missing.append(f)
     return missing
 
@@ -276,7 +310,7 @@ def _check_space(layout: Layout, repo_id: str, settings: Any, missing: list[Any]
     need = 0
     for f in missing:
         blob = layout.blob(repo_id, f.etag) if f.etag else None
-        if blob is None or not blob.exists():
+        if blob is None or not os.path.isfile(blob):
             need += f.size
     if not need:
         return
@@ -322,7 +356,9 @@ def _run_parallel(fn: Callable[[Any], Any], items: list[Any], workers: int,
 
 def _verify(snapshot: Path, files: list[Any], full: bool, workers: int,
             stop: threading.Event | None = None) -> list[tuple[Any, str]]:
+    repo_dir = snapshot.parent.parent
+
     def check(f: Any) -> tuple[Any, str | None]:
-        return f, markers.content_problem(snapshot / f.path, f.size, f.sha256, f.blob_id, full)
+        return f, markers.content_problem(snapshot / f.path, f.size, f.sha256, f.blob_id, full, within=repo_dir)
 
     return [(f, p) for f, p in _run_parallel(check, files, workers, stop) if p is not None]

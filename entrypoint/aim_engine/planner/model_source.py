@@ -223,11 +223,18 @@ def cached_snapshot(hub_cache: Path, repo_id: str, revision: str) -> Path | None
     repo_dir = hub_cache / ("models--" + repo_id.replace("/", "--"))
     commit = revision if COMMIT.match(revision) else None
     if commit is None:
-        ref = repo_dir / "refs" / revision
-        try:
-            commit = ref.read_text(encoding="utf-8").strip()
-        except OSError:
+        from aim_engine.confine import problem_with_relative, read_bounded
+
+        if problem_with_relative(revision):
             return None
+        try:   # cache content: bounded, a regular file, a single path component (aim_engine.confine)
+            commit = read_bounded(repo_dir / "refs" / revision, 4096, follow=False).decode("utf-8").strip()
+        except (OSError, ValueError):
+            return None
+    from aim_engine.confine import problem_with_name
+
+    if problem_with_name(commit):
+        return None
     snapshot = repo_dir / "snapshots" / commit
     return snapshot if (snapshot / "config.json").is_file() else None
 
