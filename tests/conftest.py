@@ -42,6 +42,28 @@ def engine_venv(kind: str) -> Path:
     return venv
 
 
+def require_root(*tools: str, why: str) -> None:
+    """Tests that need root and system tools (mount a tmpfs, `unshare` a UTS namespace).
+
+    Run by hand without them, the test is skipped with the reason. Under `make test` as root
+    (CI: AIM_REQUIRE_ROOT_TESTS=1, which the Makefile sets for uid 0) a missing precondition
+    fails the test instead, so these tests cannot silently stop running.
+    """
+    import shutil
+
+    missing = [t for t in tools if shutil.which(t) is None]
+    if os.geteuid() != 0:
+        problem = "not running as root"
+    elif missing:
+        problem = f"{', '.join(missing)} not found on PATH (install util-linux)"
+    else:
+        return
+    message = f"{why}: {problem}"
+    if os.environ.get("AIM_REQUIRE_ROOT_TESTS") == "1":
+        pytest.fail(message)
+    pytest.skip(reason=message)
+
+
 @pytest.fixture
 def vllm_venv() -> Path:
     return engine_venv("vllm")

@@ -17,6 +17,7 @@ import pytest
 from aim_engine.cache import marker as markers
 from aim_engine.cache.layout import Layout
 from aim_engine.settings import Settings
+from tests.conftest import require_root
 from tests.support.hf_server import Fault, HubServer
 from tests.support.tiny_repo import make_repo
 
@@ -201,10 +202,9 @@ def test_lock_timeout_names_the_holder(hub, tmp_path):
     assert "Traceback" not in impatient.stderr
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
-                    reason="a holder on another host needs a UTS namespace (root + unshare)")
 def test_lease_expires_when_flock_is_a_no_op_and_the_holder_was_on_another_host(hub, tmp_path):
     """Emulates a network filesystem where flock excludes nobody: only the lease protects."""
+    require_root("unshare", "hostname", why="a holder on another host needs a UTS namespace (root + unshare)")
     repo = make_repo(tmp_path / "repo", shards=2, shard_bytes=2_000_000)
     hub.add_repo(REPO, repo.path)
     hub.add_fault(Fault(path=f"*/{repo.shards[1]}", method="GET", rate=150_000))

@@ -16,6 +16,7 @@ from aim_engine.cache.download import RetryPolicy
 from aim_engine.cache.layout import Layout
 from aim_engine.errors import AimError
 from aim_engine.settings import Settings
+from tests.conftest import require_root
 from tests.support.hf_server import Fault, HubServer
 from tests.support.tiny_repo import make_repo
 
@@ -268,12 +269,12 @@ def _mount_tmpfs(path: Path, size: str) -> None:
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
 
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0 or not Path("/bin/mount").exists(),
-                                reason="mounting a tmpfs (real full/read-only filesystems) needs root")
+def needs_root() -> None:
+    require_root("mount", "umount", why="mounting a tmpfs (real full/read-only filesystems) needs root")
 
 
-@needs_root
 def test_disk_full_on_a_real_small_filesystem(hub, tmp_path):
+    needs_root()
     repo = make_repo(tmp_path / "big", shards=3, shard_bytes=1_000_000)
     hub.add_repo(REPO, repo.path)
     mnt = tmp_path / "small"
@@ -287,8 +288,8 @@ def test_disk_full_on_a_real_small_filesystem(hub, tmp_path):
         subprocess.run(["umount", str(mnt)], check=False)
 
 
-@needs_root
 def test_read_only_cache_is_used_when_complete_and_explained_when_not(hub, tiny, tmp_path):
+    needs_root()
     hub.add_repo(REPO, tiny.path)
     mnt = tmp_path / "ro"
     _mount_tmpfs(mnt, "20m")
