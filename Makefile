@@ -22,6 +22,8 @@ export AIM_TEST_VLLM_VENV := $(abspath $(VLLM_VENV))
 export AIM_TEST_SGLANG_VENV := $(abspath $(SGLANG_VENV))
 # As root (CI), the root-only tests (tmpfs mounts, unshare) must run: a missing precondition fails them.
 export AIM_REQUIRE_ROOT_TESTS ?= $(shell [ "$$(id -u)" = 0 ] && echo 1)
+# Property tests (hypothesis) try the same examples on every run: a fixed seed for CI.
+export AIM_HYPOTHESIS_PROFILE ?= ci
 
 PYTEST_ARGS ?=
 

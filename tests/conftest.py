@@ -7,8 +7,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Property tests: `ci` (what `make test` loads, via AIM_HYPOTHESIS_PROFILE) is derandomized, so a
+# CI run always tries the same examples (a fixed seed) and writes no example database; by hand
+# the default profile explores new examples each run. Tests set their own max_examples.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("AIM_HYPOTHESIS_PROFILE") or "default")
 
 
 @pytest.fixture

@@ -79,10 +79,13 @@ class Canary:
         for name in ("x", "config.json", "tokenizer.json", "model.safetensors", "sub/y", "main"):
             (top / name).write_bytes(b"canary " + name.encode() * 7)
         (top / ("f" * 64)).write_bytes(b"canary blob")
-        self.before = tree_state(top)
+        self.before = self.snapshot()
+
+    def snapshot(self) -> dict[str, tuple]:
+        return tree_state(self.top)
 
     def changes(self) -> dict[str, tuple]:
-        after = tree_state(self.top)
+        after = self.snapshot()
         keys = set(after) | set(self.before)
         return {k: (self.before.get(k), after.get(k)) for k in sorted(keys) if self.before.get(k) != after.get(k)}
 
