@@ -18,6 +18,16 @@ hypothesis_settings.register_profile("ci", derandomize=True, database=None, prin
 hypothesis_settings.load_profile(os.environ.get("AIM_HYPOTHESIS_PROFILE") or "default")
 
 
+@pytest.fixture(autouse=True)
+def _forget_remembered_secrets():
+    """Secrets seen while parsing settings are masked for the rest of the process
+    (`redact.remember`); one test's planted secrets must not change another test's output."""
+    yield
+    from aim_engine import redact
+
+    redact.forget_remembered()
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return REPO

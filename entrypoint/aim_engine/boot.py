@@ -206,7 +206,7 @@ class Boot:
             self.state.fail(redact.mask_text(message, redact.secret_values()), hint, kind)
             self.log.error("boot failed", phase=self.state.error["phase"] if self.state.error else None,
                            error=message, hint=hint, exc_info=not isinstance(exc, AimError))
-            print(f"aim-engine: error: {exc}", file=stream, flush=True)
+            print(redact.mask_text(f"aim-engine: error: {exc}", redact.secret_values()), file=stream, flush=True)
             grace = self.settings.fail_grace if self.probe is not None else 0.0
             if grace > 0 and not requested:
                 self.log.info("keeping /status up before exiting", seconds=grace, port=self.settings.health_port)

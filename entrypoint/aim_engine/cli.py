@@ -14,6 +14,7 @@ from typing import Sequence
 
 from aim_engine import __version__
 from aim_engine.errors import AimError
+from aim_engine.redact import masked_std_streams
 
 # name -> (module, one-line help). Order is the order shown in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -53,13 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or (args_list[0].startswith("-") and args_list[0] not in ("-h", "--help", "--version")):
         args_list.insert(0, DEFAULT_COMMAND)
-    parser = build_parser(args_list[0] if args_list[0] in COMMANDS else None)
-    args = parser.parse_args(args_list)
-    try:
-        return int(args._run(args) or 0)
-    except AimError as exc:
-        print(f"aim-engine: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("aim-engine: interrupted", file=sys.stderr)
-        return 130
+    with masked_std_streams():     # every line the command prints goes through the one masking pass
+        parser = build_parser(args_list[0] if args_list[0] in COMMANDS else None)
+        args = parser.parse_args(args_list)
+        try:
+            return int(args._run(args) or 0)
+        except AimError as exc:
+            print(f"aim-engine: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("aim-engine: interrupted", file=sys.stderr)
+            return 130

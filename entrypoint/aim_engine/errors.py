@@ -7,6 +7,20 @@ never a traceback. Bugs stay ordinary exceptions so they do show a traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
+ECHO_LIMIT = 80     # characters of a user's value quoted in a message (a 5,000-character id is cut)
+
+
+def shown(value: Any, limit: int = ECHO_LIMIT) -> str:
+    """`repr(value)` for a message, cut to about `limit` characters with the full length noted:
+    an error quotes what the user wrote, but never floods the terminal with it."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text) if isinstance(value, str) else text
+    head = text[: limit - 10]
+    return f"{head!r}… ({len(text)} characters)"
+
 
 class AimError(Exception):
     """An error the user can fix; `hint` says how."""

@@ -84,16 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler = next(m.handler for m in MODES if m.flag == args.mode)
-    try:
-        return handler(args, parser)
-    except AimError as exc:
-        print(f"aim-recipe-selector: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    from aim_engine.redact import masked_std_streams
+
+    with masked_std_streams():     # the one masking pass over everything printed
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        handler = next(m.handler for m in MODES if m.flag == args.mode)
+        try:
+            return handler(args, parser)
+        except AimError as exc:
+            print(f"aim-recipe-selector: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            return 130
 
 
 if __name__ == "__main__":

@@ -65,11 +65,101 @@ def compiled(path: Path | str, text: str) -> Any:
     return json.loads(entry[1])
 
 
-def safe_loader() -> Any:
-    """PyYAML's safe loader class: `CSafeLoader` (libyaml) when available, else `SafeLoader`."""
-    import yaml
+# Limits of one YAML document (docs/inputs.md). A catalog file is a few KB; the largest
+# generated recipe is ~10 KB. An alias bomb (each anchor repeating the previous one nine times:
+# 1 KB of text, 10^9 nodes once expanded) is refused before anything is expanded.
+MAX_FILE_BYTES = 2 * 1024 * 1024
+MAX_NODES = 200_000          # nodes of the document with every alias expanded
+MAX_DEPTH = 100              # nesting of mappings and lists
 
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+class YamlLimitError(ValueError):
+    """A document the agent will not expand: too many nodes once aliases are expanded, an alias
+    that contains itself, nesting too deep, or a key written twice in one mapping. `line` is
+    1-based, when known."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+def _check_graph(yaml: Any, loader: Any, root: Any) -> None:
+    """Walk the composed node graph once (each node once, however many aliases point at it):
+    duplicate keys, nesting depth, and the size the document would have with every alias
+    expanded — computed, not built."""
+    merge_tag = "tag:yaml.org,2002:merge"
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            children = _children(yaml, node)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            if size[key] > MAX_NODES:
+                raise YamlLimitError(f"the document expands to more than {MAX_NODES:,} nodes (aliases repeat "
+                                     f"anchored parts); refusing to expand it", node.start_mark.line + 1)
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise YamlLimitError("an alias refers to a node that contains it (a recursive document)",
+                                 node.start_mark.line + 1)
+        if depth > MAX_DEPTH:
+            raise YamlLimitError(f"nesting deeper than {MAX_DEPTH} levels", node.start_mark.line + 1)
+        on_path.add(key)
+        stack.append((node, depth, True))
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _value in node.value:
+                if key_node.tag == merge_tag or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                try:
+                    name = loader.construct_object(key_node)
+                    hash(name)
+                except Exception:   # noqa: BLE001 - an unreadable key is the constructor's error to report
+                    continue
+                line = key_node.start_mark.line + 1
+                if name in seen:
+                    raise YamlLimitError(f"duplicate key {str(name)[:80]!r} (first written at line {seen[name]}); "
+                                         "YAML keeps only the last one", line)
+                seen[name] = line
+        for child in _children(yaml, node):
+            if id(child) not in size:
+                stack.append((child, depth + 1, False))
+
+
+def _children(yaml: Any, node: Any) -> list[Any]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+_strict: Any = None
+
+
+def safe_loader() -> Any:
+    """The loader every YAML file is parsed with: PyYAML's safe loader (`CSafeLoader`, libyaml,
+    when available), made strict — the composed document is checked (`_check_graph`) before
+    any Python object is built from it. A violation raises `YamlLimitError`."""
+    global _strict
+    if _strict is None:
+        import yaml
+
+        base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+        class StrictSafeLoader(base):  # type: ignore[misc, valid-type]
+            def construct_document(self, node: Any) -> Any:
+                _check_graph(yaml, self, node)
+                return super().construct_document(node)
+
+        _strict = StrictSafeLoader
+    return _strict
 
 
 def load(path: Path) -> Any:
@@ -100,7 +190,7 @@ def compile_tree(package: Path | str) -> int:
         try:
             data = yaml.load(text, Loader=safe_loader())
             encoded = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        except (yaml.YAMLError, TypeError, ValueError):
+        except (yaml.YAMLError, TypeError, ValueError, RecursionError):
             continue
         if json.loads(encoded) == data:
             index[path.relative_to(root).as_posix()] = [digest(text), encoded]

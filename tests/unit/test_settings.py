@@ -46,13 +46,13 @@ BAD: dict[str, tuple[str, str]] = {
     "AIM_PRECISION": ("fp3", "auto, fp16, bf16, fp8, int8, int4"),
     "AIM_ENGINE": ("tgi", "auto, vllm, sglang"),
     "AIM_METRIC": ("fastest", "latency, throughput"),
-    "AIM_GPU_COUNT": ("abc", "an integer >= 0"),
-    "AIM_FAIL_GRACE": ("-1", "between 0 and 3600"),
+    "AIM_GPU_COUNT": ("abc", "a whole number from 0 to 64 GPUs"),
+    "AIM_FAIL_GRACE": ("-1", "a number from 0 to 3600 seconds"),
     "AIM_OFFLINE": ("maybe", "true/false"),
-    "AIM_LOCK_TIMEOUT": ("-5", "a number between 0 and 86400"),
+    "AIM_LOCK_TIMEOUT": ("-5", "a number from 0 to 86400 seconds"),
     "AIM_CACHE_VERIFY": ("sha1", "size, full"),
-    "AIM_PORT": ("70000", "between 1 and 65535"),
-    "AIM_HEALTH_PORT": ("port", "an integer between 1 and 65535"),
+    "AIM_PORT": ("70000", "a whole number from 1 to 65535"),
+    "AIM_HEALTH_PORT": ("port", "a whole number from 1 to 65535"),
     "AIM_LOG_LEVEL": ("verbose", "debug, info, warning, error"),
     "AIM_LOG_FORMAT": ("xml", "auto, json, console"),
     "AIM_DEBUG": ("2", "true/false"),
@@ -129,3 +129,47 @@ def test_legacy_token_variable():
 def test_reads_os_environ_by_default(clean_env, monkeypatch):
     monkeypatch.setenv("AIM_METRIC", "throughput")
     assert Settings.from_env().metric == "throughput"
+
+
+# Issue 12 items 3 and 12: every count, port and duration is bounded and written in plain ASCII
+# digits; the message names the variable, the value and the range.
+@pytest.mark.parametrize("name, value", [
+    ("AIM_GPU_COUNT", "1" + "0" * 30), ("AIM_GPU_COUNT", "10000000"), ("AIM_GPU_COUNT", "65"),
+    ("AIM_PORT", "1_000"), ("AIM_PORT", "\u0661\u0660\u0660\u0660"), ("AIM_PORT", "+8000"), ("AIM_PORT", "0x1f40"),
+    ("AIM_HEALTH_PORT", "8e3"), ("AIM_FAIL_GRACE", "nan"), ("AIM_FAIL_GRACE", "inf"), ("AIM_FAIL_GRACE", "1e400"),
+    ("AIM_FAIL_GRACE", "3601"), ("AIM_LOCK_TIMEOUT", "nan"), ("AIM_LOCK_TIMEOUT", "inf"), ("AIM_LOCK_TIMEOUT", "1e400"),
+    ("AIM_LOCK_TIMEOUT", "86401"), ("AIM_LOCK_TIMEOUT", "\uff11\uff10"), ("AIM_GPU_COUNT", "-1"), ("AIM_GPU_COUNT", "8.0"),
+])
+def test_numbers_are_bounded_plain_ascii_digits(name, value):
+    bounds = next(v.bounds for v in VARIABLES if v.name == name)
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({name: value, "AIM_HEALTH_PORT": "9001"} if name == "AIM_PORT" else {name: value})
+    text = str(info.value)
+    assert name in text and bounds.describe() in text
+
+
+def test_every_number_setting_has_bounds():
+    numbers = {"AIM_GPU_COUNT", "AIM_PORT", "AIM_HEALTH_PORT", "AIM_LOCK_TIMEOUT", "AIM_FAIL_GRACE"}
+    assert {v.name for v in VARIABLES if v.bounds} == numbers
+
+
+@pytest.mark.parametrize("name, value, fragment", [
+    ("AIM_SERVED_MODEL_NAME", "--trust-remote-code", "starts with '-'"),
+    ("AIM_SERVED_MODEL_NAME", "qwen\x1b[2J", "control characters"),
+    ("AIM_SERVED_MODEL_NAME", "a\u2028b", "control characters"),
+    ("AIM_MODEL_ID", "org/" + "x" * 5000, "too long"),
+    ("AIM_MODEL_ID", "org/" + "x" * 300, "longer than 255 bytes"),
+    ("AIM_MODEL_REVISION", "r" * 5000, "too long"),
+    ("AIM_MODEL_REVISION", "--all", "starts with '-'"),
+    ("AIM_RECIPE_ID", "a b", "white space"),
+    ("HF_ENDPOINT", "file:///etc/passwd", "not an http"),
+])
+def test_names_are_refused_with_the_reason(name, value, fragment):
+    with pytest.raises(SettingsError, match=fragment) as info:
+        Settings.from_env({name: value})
+    assert len(str(info.value)) < 400      # a 5,000-character value is not echoed whole (item 16)
+
+
+def test_engine_args_nesting_is_an_error_not_a_traceback():
+    with pytest.raises(SettingsError, match="nests too deeply"):
+        Settings.from_env({"AIM_ENGINE_ARGS": "[" * 60000})

@@ -159,8 +159,9 @@ def _dirs(dirs: Iterable[Path], what: str) -> list[Path]:
     out: list[Path] = []
     for directory in dirs:
         directory = Path(directory)
-        if not directory.is_dir():
-            raise AimError(f"{what}s directory {directory} does not exist",
+        problem = loader.directory_problem(directory)
+        if problem:
+            raise AimError(f"{what}s directory {directory} {problem}",
                            hint=f"fix AIM_{what.upper()}S_DIR (os.pathsep-separated directories)")
         out.append(directory)
     return out

@@ -8,8 +8,10 @@ path can raise one `AimError` listing it all.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -28,12 +30,39 @@ SERVE_SECTIONS = {"vllm_serve": "vllm", "sglang_serve": "sglang"}
 
 
 def yaml_files(directory: Path) -> list[Path]:
-    """The catalog files of one directory: `*.yaml`/`*.yml` directly inside it, sorted.
-    Subdirectories (templates/, overrides/) are never catalog entries. (`os.scandir` and a
-    sort by name: half the time of `iterdir` + `is_file` + sorting paths, on every boot.)"""
-    with os.scandir(directory) as entries:
-        names = sorted(e.name for e in entries if os.path.splitext(e.name)[1] in YAML_SUFFIXES and e.is_file())
+    """The catalog files of one directory: every `*.yaml`/`*.yml` entry directly inside it,
+    sorted. Subdirectories (templates/, overrides/) are never catalog entries; an entry named
+    like a catalog file that is not a regular file (a FIFO, a link to /dev/zero or in a loop, a
+    directory called x.yaml) is listed too, so reading it reports it — the same way at boot and
+    in `validate` — instead of skipping it silently. (`os.scandir` and a sort by name: half the
+    time of `iterdir` + `is_file` + sorting paths, on every boot.)"""
+    try:
+        with os.scandir(directory) as entries:
+            names = sorted(e.name for e in entries if os.path.splitext(e.name)[1] in YAML_SUFFIXES)
+    except OSError as exc:
+        raise AimError(f"cannot list the directory {display_path(directory)}: {exc.strerror or exc}",
+                       hint="make it readable and searchable by the agent's user (r-x)") from None
     return [directory / name for name in names]
+
+
+def directory_problem(directory: Path) -> str | None:
+    """Why `directory` cannot be a catalog directory (None: it is a readable directory). One
+    wording for the boot (AIM_RECIPES_DIR/AIM_MODELS_DIR) and `validate --recipes-dir`."""
+    try:
+        info = os.stat(directory)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return "is a broken symbolic link" if os.path.islink(directory) else "does not exist"
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        if exc.errno == errno.ENOTDIR:
+            return "does not exist (a part of the path is a file)"
+        return f"cannot be read: {exc.strerror or exc}"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a directory"
+    if not os.access(directory, os.R_OK | os.X_OK):
+        return "cannot be read: permission denied"
+    return None
 
 
 @dataclass
@@ -224,9 +253,14 @@ def read_document(kind: str, path: Path) -> Document:
         doc.text = read_text(path)
         doc.data = parse(doc.text)
     except YamlSyntaxError as exc:
-        doc.problems.append(Problem(file=doc.display, line=exc.line, message=f"invalid YAML: {exc.message}",
-                                    hint="fix the YAML syntax (indentation, quoting, ':' after keys)",
-                                    check="yaml"))
+        if exc.check == "file":
+            doc.problems.append(Problem(file=doc.display, line=None, message=f"the file {exc.message}",
+                                        hint=f"a {kind} file is a regular UTF-8 YAML file; replace or remove it",
+                                        check="file"))
+        else:
+            doc.problems.append(Problem(file=doc.display, line=exc.line, message=f"invalid YAML: {exc.message}",
+                                        hint="fix the YAML (indentation, quoting, ':' after keys, each key once)",
+                                        check="yaml"))
         return doc
     doc.problems.extend(schema_problems(doc))
     if doc.problems:
@@ -260,7 +294,7 @@ def read_trusted(kind: str, path: Path) -> Any:
         return (to_recipe if kind == RECIPE else to_model)(data, path)
     except YamlSyntaxError as exc:
         where = f"{display_path(path)}:{exc.line}" if exc.line else display_path(path)
-        reason = f"invalid YAML: {exc.message}"
+        reason = f"the file {exc.message}" if exc.check == "file" else f"invalid YAML: {exc.message}"
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         where, reason = display_path(path), f"cannot read the {kind}: {type(exc).__name__}: {exc}"
     raise AimError(f"the shipped catalog file {where} is broken: {reason}",

@@ -7,6 +7,7 @@ them, renders them for people (`file:line: path: message` + hint) or as JSON for
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -87,9 +88,16 @@ class Report:
         }
 
 
+def _inside_cwd(path: Path) -> bool:
+    here = os.getcwd()
+    return os.path.abspath(path).startswith(here.rstrip(os.sep) + os.sep)
+
+
 def display_path(path: Path) -> str:
     """A path as the user would recognise it: relative to the working directory when inside it."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        # abspath, not resolve: a symbolic link is shown as the name the user gave it (a link
+        # to /dev/zero is reported as the link, and a link loop cannot fail the display).
+        return os.path.relpath(os.path.abspath(path)) if _inside_cwd(path) else str(path)
     except (ValueError, OSError):
         return str(path)

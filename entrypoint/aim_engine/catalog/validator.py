@@ -7,6 +7,7 @@ only: problems in shipped files that were not asked for are not reported).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -14,6 +15,7 @@ from typing import Sequence
 from aim_engine.catalog import checks as checks_module
 from aim_engine.catalog import loader, paths
 from aim_engine.catalog.problems import Problem, Report
+from aim_engine.catalog.yamlio import file_problem
 from aim_engine.errors import AimError
 
 
@@ -38,14 +40,15 @@ class Inputs:
 def _expand(files: Sequence[Path], dirs: Sequence[Path], what: str, allow_empty: bool = False) -> list[Path]:
     out: list[Path] = []
     for path in files:
-        if not path.exists():
-            raise UsageError(f"{what} file {path} does not exist")
-        if not path.is_file():
-            raise UsageError(f"{what} file {path} is not a file", f"use --{what}s-dir for a directory")
+        problem = file_problem(path)
+        if problem:
+            raise UsageError(f"{what} file {path} {problem}",
+                             f"use --{what}s-dir for a directory" if path.is_dir() else None)
         out.append(path)
     for directory in dirs:
-        if not directory.is_dir():
-            raise UsageError(f"{what}s directory {directory} does not exist or is not a directory")
+        problem = loader.directory_problem(directory)
+        if problem:
+            raise UsageError(f"{what}s directory {directory} {problem}")
         found = loader.yaml_files(directory)
         if not found and not allow_empty:
             raise UsageError(f"{what}s directory {directory} holds no *.yaml files")
@@ -54,7 +57,7 @@ def _expand(files: Sequence[Path], dirs: Sequence[Path], what: str, allow_empty:
     seen: set[Path] = set()
     unique = []
     for path in out:
-        key = path.resolve()
+        key = Path(os.path.realpath(path))     # never raises, even on a symbolic-link loop
         if key not in seen:
             seen.add(key)
             unique.append(path)
@@ -82,12 +85,12 @@ def validate(inputs: Inputs | None = None) -> Report:
     recipe_docs = loader.read_documents(loader.RECIPE, recipe_paths)
     model_docs = loader.read_documents(loader.MODEL, model_paths)
 
-    given = {p.resolve() for p in model_paths}
+    given = {Path(os.path.realpath(p)) for p in model_paths}
     reference: list = []
     if recipe_docs:
         shipped = paths.shipped_models_dir()
         if shipped.is_dir():
-            extra = [p for p in loader.yaml_files(shipped) if p.resolve() not in given]
+            extra = [p for p in loader.yaml_files(shipped) if Path(os.path.realpath(p)) not in given]
             reference = [d.obj for d in loader.read_documents(loader.MODEL, extra) if d.schema_ok]
     # Given models first: they win over a shipped model with the same id.
     models = [d.obj for d in model_docs if d.schema_ok] + reference

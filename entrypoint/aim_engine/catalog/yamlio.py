@@ -7,12 +7,15 @@ time into nodes, which carry marks, and map every key path to the line where it 
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aim_engine.catalog.problems import KeyPath
-from aim_engine.yamlfile import safe_loader
+from aim_engine.yamlfile import MAX_FILE_BYTES, YamlLimitError, safe_loader
 
 
 def _yaml() -> Any:
@@ -22,12 +25,15 @@ def _yaml() -> Any:
 
 
 class YamlSyntaxError(Exception):
-    """A document that is not valid YAML (or not readable text); carries the 1-based line."""
+    """A document that is not valid YAML (or not readable text); carries the 1-based line.
+    `check` is "yaml" for the document's content and "file" for the file itself (a FIFO, a
+    symbolic-link loop, no permission, too large)."""
 
-    def __init__(self, message: str, line: int | None) -> None:
+    def __init__(self, message: str, line: int | None, check: str = "yaml") -> None:
         super().__init__(message)
         self.message = message
         self.line = line
+        self.check = check
 
 
 def _jsonable_keys(value: Any) -> Any:
@@ -44,6 +50,8 @@ def parse(text: str) -> Any:
     yaml = _yaml()
     try:
         return _jsonable_keys(yaml.load(text, Loader=safe_loader()))
+    except YamlLimitError as exc:
+        raise YamlSyntaxError(exc.message, exc.line) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -55,14 +63,48 @@ def parse(text: str) -> Any:
         raise YamlSyntaxError(f"unreadable value: {exc}", None) from None
 
 
-def read_text(path: Path) -> str:
-    """The file's text; `YamlSyntaxError` when it cannot be read as UTF-8."""
+_FILE_TYPES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def file_problem(path: Path) -> str | None:
+    """Why `path` cannot be read as a catalog file (None: it is a regular file of a sane size).
+    Checked before opening it: reading a FIFO blocks forever, /dev/zero never ends."""
     try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise YamlSyntaxError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", None) from None
+        info = os.stat(path)
     except OSError as exc:
-        raise YamlSyntaxError(f"cannot read: {exc.strerror or exc}", None) from None
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        if exc.errno == errno.ENOENT:
+            return "is a broken symbolic link" if os.path.islink(path) else "does not exist"
+        if exc.errno == errno.ENAMETOOLONG:
+            return "has a name too long for the file system"
+        return f"cannot be read: {exc.strerror or exc}"
+    for test, what in _FILE_TYPES:
+        if test(info.st_mode):
+            return f"is {what}, not a regular file"
+    if info.st_size > MAX_FILE_BYTES:
+        return f"is {info.st_size:,} bytes; a catalog file may be at most {MAX_FILE_BYTES:,} bytes"
+    return None
+
+
+def read_text(path: Path) -> str:
+    """The file's text; `YamlSyntaxError` (check "file") when it cannot be read as UTF-8 text."""
+    problem = file_problem(path)
+    if problem:
+        raise YamlSyntaxError(problem, None, check="file")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise YamlSyntaxError(f"cannot be read: {exc.strerror or exc}", None, check="file") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise YamlSyntaxError(f"is larger than {MAX_FILE_BYTES:,} bytes (the limit of a catalog file)", None,
+                              check="file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise YamlSyntaxError(f"is not UTF-8 text ({exc.reason} at byte {exc.start})", None, check="file") from None
 
 
 @dataclass

@@ -32,21 +32,21 @@ def build(settings: Any) -> dict[str, Any]:
     from aim_engine.engines import render
     from aim_engine.hardware import detect
     from aim_engine.planner.select import select
-    from aim_engine.redact import mask
+    from aim_engine.redact import mask, secret_values
 
     hardware = detect(settings)
     catalog = Catalog.load(settings)
     plan = select(settings, hardware, catalog)
     # A local directory is used in place, offline (as `serve` does); a hub id as on a cold cache.
     launch = render(plan, settings, plan.checkpoint, cache_warm=plan.is_local_checkpoint)
-    return {
+    return mask({      # the one masking pass, over the whole document (text output is rendered from it)
         "hardware": hardware.to_dict(),
         "settings": settings.public_dict(),
-        "plan": mask(plan.to_dict()),
+        "plan": plan.to_dict(),
         "launch": launch.public_dict(),
         "catalog": {"models": len(catalog.models), "recipes": len(catalog.recipe_ids())},
         "cache": "skipped (local directory)" if plan.is_local_checkpoint else "not checked (dry run)",
-    }
+    }, secret_values(launch.env))
 
 
 def _hardware_line(hw: dict[str, Any]) -> str:

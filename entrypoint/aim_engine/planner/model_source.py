@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from aim_engine.catalog.types import Attention, Model, Moe, Variant
-from aim_engine.errors import AimError
+from aim_engine.errors import AimError, shown
 
 HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -338,9 +338,26 @@ def _looks_local(value: str) -> bool:
     return value.startswith(("/", "./", "../", "~")) or value in (".", "..")
 
 
+def _user_path(requested: str) -> Path:
+    """`requested` as a path, `~user` expanded; an unknown user is the user's error."""
+    try:
+        return Path(requested).expanduser()
+    except RuntimeError:
+        raise AimError(f"AIM_MODEL_ID={shown(requested)}: {requested.split('/', 1)[0]} is not a known home directory",
+                       hint="give an absolute path to the model directory, or a Hugging Face id") from None
+
+
+def _is_dir(path: Path) -> bool:
+    """`path.is_dir()`, False where the OS cannot even look (a name too long, a link loop)."""
+    try:
+        return path.is_dir()
+    except (OSError, RuntimeError):
+        return False
+
+
 def _local(requested: str, path: Path, served: str | None) -> ModelSource:
     """A model directory on disk (KServe: /mnt/models): facts from its config.json."""
-    if not path.is_dir():
+    if not _is_dir(path):
         raise AimError(f"AIM_MODEL_ID={requested!r} looks like a path but is not a directory",
                        hint="mount the model there (KServe uses /mnt/models) or give a Hugging Face id")
     config_file = path / "config.json"
@@ -367,7 +384,7 @@ def resolve(settings: Any, catalog: Any, model_id: str | None = None) -> ModelSo
     requested = requested.strip()
     served = settings.served_model_name
 
-    path = Path(requested).expanduser()
+    path = _user_path(requested)
     if _looks_local(requested):
         return _local(requested, path, served)
     model = catalog.find_model(requested)
@@ -379,7 +396,7 @@ def resolve(settings: Any, catalog: Any, model_id: str | None = None) -> ModelSo
                            notes=(f"catalog model {model.model_id}"
                                   + (f", variant {variant.huggingface_id} ({variant.precision})" if variant else ""),))
 
-    if path.is_dir():
+    if _is_dir(path):
         return _local(requested, path, served)
     if not HF_ID.match(requested):
         names = sorted({a for m in catalog.models for a in (m.slug, *m.aliases)})[:12]

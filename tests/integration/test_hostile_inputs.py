@@ -1,0 +1,219 @@
+"""Issue 12 (input side): hostile and broken input through the real CLI and the real boot.
+
+Each test is one finding of the issue, written so it failed on the code before the fix: an
+alias bomb, unbounded and loosely parsed numbers, secrets in every output channel, odd catalog
+directory entries, duplicate YAML keys, long and odd names. The catalog is a user catalog
+written here (AIM_MODELS_DIR/AIM_RECIPES_DIR) over an empty sysfs root with GPU overrides, as in
+test_plan_cli.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_plan_cli import MODEL, RECIPES
+
+SECRET = "sk-PLANTED0secret0VALUE"
+PASSWORD = "PLANTED0password"
+QTOKEN = "PLANTED0querytoken"
+PLANTED = (SECRET, PASSWORD, QTOKEN)
+RECIPE_ID = "acme-test-70b-mi300x-bf16"
+MEMORY_LIMIT = 1024**3          # per process: an alias bomb must fail long before this
+
+
+@pytest.fixture
+def env(tmp_path: Path, clean_env: dict[str, str]) -> dict[str, str]:
+    models, recipes, sysfs = tmp_path / "models", tmp_path / "recipes", tmp_path / "sysfs"
+    for d in (models, recipes, sysfs):
+        d.mkdir()
+    (models / "acme-test-70b.yaml").write_text(MODEL)
+    (recipes / f"{RECIPE_ID}.yaml").write_text(RECIPES[RECIPE_ID])
+    return dict(clean_env, AIM_MODELS_DIR=str(models), AIM_RECIPES_DIR=str(recipes), AIM_SYSFS_ROOT=str(sysfs),
+                AIM_CACHE_PATH=str(tmp_path / "cache"), AIM_LOG_LEVEL="info", AIM_LOG_FORMAT="json",
+                AIM_GPU_MODEL="MI300X", AIM_GPU_COUNT="8", AIM_MODEL_ID="acme/Test-70B")
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def aim(env: dict[str, str], *args: str, command: str = "aim_engine", **extra: str) -> subprocess.CompletedProcess:
+    """The real CLI in a real process, with its memory capped and a time bound."""
+    return subprocess.run([sys.executable, "-m", command, *args], env=dict(env, **extra), capture_output=True,
+                          text=True, timeout=90, preexec_fn=_limit_memory)
+
+
+def user_error(proc: subprocess.CompletedProcess, code: int = 1) -> str:
+    assert proc.returncode == code, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr and "this is a bug" not in proc.stderr, proc.stderr[-2000:]
+    return proc.stderr
+
+
+def alias_bomb() -> str:
+    """~1 KB of YAML that expands to 9^9 (~387 million) strings."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, 10):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------- item 2: alias bomb
+def test_alias_bomb_recipe_is_refused_by_validate(tmp_path, env):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(alias_bomb())
+    assert len(bomb.read_bytes()) < 1100
+    err = aim(env, "validate", "--recipe", str(bomb))
+    assert err.returncode == 1 and "Traceback" not in err.stderr, err.stderr[-1000:]
+    assert "bomb.yaml" in err.stdout and "expands to more than" in err.stdout
+
+
+def test_alias_bomb_is_refused_by_the_seed_selector(tmp_path, env):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(alias_bomb())
+    out = aim(env, "--validate", "--recipe", str(bomb), command="aim_engine.seed_cli")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-1000:]
+    assert "bomb.yaml" in out.stdout and "expands to more than" in out.stdout
+
+
+@pytest.mark.parametrize("kind", ["recipe", "model"])
+def test_alias_bomb_in_a_user_catalog_fails_the_boot_naming_the_file(tmp_path, env, kind):
+    directory = Path(env["AIM_RECIPES_DIR" if kind == "recipe" else "AIM_MODELS_DIR"])
+    (directory / "bomb.yaml").write_text(alias_bomb())
+    stderr = user_error(aim(env, "plan"))
+    assert "bomb.yaml" in stderr and "expands to more than" in stderr
+
+
+# --------------------------------------------------------------------- item 10: duplicate keys
+DUPLICATE = RECIPES[RECIPE_ID].replace("precision: bf16\n", "precision: bf16\nprecision: fp8\n")
+
+
+def test_duplicate_keys_are_reported_by_validate_with_file_line_and_key(tmp_path, env):
+    path = tmp_path / f"{RECIPE_ID}.yaml"
+    path.write_text(DUPLICATE)
+    out = aim(env, "validate", "--recipe", str(path), "--models-dir", env["AIM_MODELS_DIR"])
+    assert out.returncode == 1
+    line = DUPLICATE.splitlines().index("precision: fp8") + 1
+    assert f"{RECIPE_ID}.yaml:{line}: invalid YAML: duplicate key 'precision'" in out.stdout, out.stdout
+
+
+def test_a_boot_refuses_a_recipe_with_a_duplicate_key(env):
+    Path(env["AIM_RECIPES_DIR"], f"{RECIPE_ID}.yaml").write_text(DUPLICATE)
+    stderr = user_error(aim(env, "plan"))
+    assert f"{RECIPE_ID}.yaml" in stderr and "duplicate key 'precision'" in stderr
+
+
+# ------------------------------------------------------------ items 3 and 12: bounded numbers
+@pytest.mark.parametrize("name, value, allowed", [
+    ("AIM_GPU_COUNT", "1" + "0" * 30, "from 0 to 64"),
+    ("AIM_GPU_COUNT", "10000000", "from 0 to 64"),
+    ("AIM_PORT", "1_000", "from 1 to 65535"),
+    ("AIM_PORT", "\u0661\u0660\u0660\u0660", "from 1 to 65535"),
+    ("AIM_FAIL_GRACE", "nan", "from 0 to 3600"),
+    ("AIM_LOCK_TIMEOUT", "inf", "from 0 to 86400"),
+])
+def test_numbers_out_of_range_or_loosely_written_exit_2_saying_the_range(env, name, value, allowed):
+    stderr = user_error(aim(env, "plan", **{name: value}), code=2)
+    assert name in stderr and allowed in stderr
+
+
+# --------------------------------------------------------------- items 4 and 5: secrets
+def _assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        for planted in PLANTED:
+            assert planted not in text, f"{planted} leaked: ...{text[max(0, text.find(planted) - 200):][:400]}"
+
+
+SECRET_ARGS = [
+    {"--api-key": SECRET},
+    {"--api_key": SECRET},
+    {"--hf-token": SECRET},
+    {"--api-key": [SECRET]},
+    {"--override-generation-config": {"api_key": SECRET}},
+]
+
+
+@pytest.mark.parametrize("args", SECRET_ARGS, ids=lambda a: next(iter(a)))
+@pytest.mark.parametrize("command", [["plan", "--json"], ["plan"], ["serve", "--dry-run", "--json"]])
+def test_plan_output_masks_secret_flags_and_url_credentials(env, args, command):
+    proc = aim(env, *command, AIM_ENGINE_ARGS=json.dumps(args),
+               HF_ENDPOINT=f"http://user:{PASSWORD}@127.0.0.1:9/?token={QTOKEN}")
+    _assert_no_secret(proc.stdout, proc.stderr)
+    if proc.returncode == 0 and "--json" in command:
+        data = json.loads(proc.stdout)
+        assert data["settings"]["hf_endpoint"] == "http://***@127.0.0.1:9/?token=***"
+
+
+def test_a_secret_in_a_flag_name_is_not_echoed_by_the_error(env):
+    proc = aim(env, "plan", AIM_ENGINE_ARGS=json.dumps({f"--api-key={SECRET}": True}))
+    stderr = user_error(proc)
+    assert "--api-key=***" in stderr
+    _assert_no_secret(proc.stdout, stderr)
+
+
+def test_a_secret_in_the_settings_error_is_not_echoed(env):
+    proc = aim(env, "plan", AIM_ENGINE_ARGS=json.dumps({f"api-key={SECRET}": True}))
+    _assert_no_secret(user_error(proc, code=2), proc.stdout)
+
+
+def test_url_credentials_never_reach_stderr_or_logs_on_a_hub_error(env, tmp_path):
+    proc = aim(env, "plan", AIM_MODEL_ID="nobody/nothing", HF_ENDPOINT=f"http://user:{PASSWORD}@127.0.0.1:9/?token={QTOKEN}")
+    assert proc.returncode in (1, 2)
+    _assert_no_secret(proc.stdout, proc.stderr)
+
+
+# ------------------------------------------------ items 6 and 15: odd catalog entries
+def _odd_entries(directory: Path) -> dict[str, str]:
+    """name -> what the error must say."""
+    (directory / "loop.yaml").symlink_to("loop.yaml")
+    (directory / "zero.yaml").symlink_to("/dev/zero")
+    os.mkfifo(directory / "fifo.yaml")
+    (directory / "folder.yaml").mkdir()
+    return {"loop.yaml": "a symbolic link loop", "zero.yaml": "a character device, not a regular file",
+            "fifo.yaml": "a FIFO (named pipe), not a regular file", "folder.yaml": "a directory, not a regular file"}
+
+
+def test_odd_catalog_entries_get_the_same_accurate_errors_at_boot_and_in_validate(env, tmp_path):
+    recipes = Path(env["AIM_RECIPES_DIR"])
+    expected = _odd_entries(recipes)
+    boot = user_error(aim(env, "plan"))
+    check = aim(env, "validate", "--recipes-dir", str(recipes), "--models-dir", env["AIM_MODELS_DIR"])
+    assert check.returncode == 1
+    for name, words in expected.items():
+        assert f"{name}: the file is {words}" in check.stdout, check.stdout
+    # boot lists at most ten problems, the same ones
+    for name, words in expected.items():
+        assert f"{name}: the file is {words}" in boot, boot
+
+
+@pytest.mark.parametrize("target, words", [("/etc/passwd", "is not a directory"),
+                                           ("/nonexistent/dir", "does not exist")])
+def test_a_catalog_directory_that_is_not_one_is_named_accurately(env, target, words):
+    boot = user_error(aim(env, "plan", AIM_RECIPES_DIR=target))
+    check = aim(env, "validate", "--recipes-dir", target)
+    assert check.returncode == 2
+    assert f"recipes directory {target} {words}" in boot
+    assert f"recipes directory {target} {words}" in check.stderr
+
+
+# ------------------------------------------------------- items 6, 11 and 16: names
+@pytest.mark.parametrize("name, value, words", [
+    ("AIM_MODEL_ID", "org/" + "x" * 5000, "too long"),
+    ("AIM_MODEL_REVISION", "r" * 5000, "too long"),
+    ("AIM_SERVED_MODEL_NAME", "--trust-remote-code", "starts with '-'"),
+    ("AIM_SERVED_MODEL_NAME", "tiny\x1b]0;owned\x07", "control characters"),
+])
+def test_bad_names_exit_2_without_echoing_them_whole(env, name, value, words):
+    stderr = user_error(aim(env, "plan", **{name: value}), code=2)
+    assert name in stderr and words in stderr and len(stderr) < 1000
+
+
+def test_a_home_of_nobody_is_a_clear_error(env):
+    stderr = user_error(aim(env, "plan", AIM_MODEL_ID="~nouser/x"))
+    assert "~nouser/x" in stderr
