@@ -81,8 +81,8 @@ def test_gpu_less_node_shows_the_cpu(tmp_path):
 @pytest.mark.parametrize("env, code, needles", [
     ({"AIM_GPU_MODEL": "B200"}, 1, ["AIM_GPU_MODEL='B200' is not a known GPU model", "allowed: MI210"]),
     ({"AIM_GPU_COUNT": "9"}, 1, ["AIM_GPU_COUNT=9 is more than the 8 visible MI300X", "allowed: 0 to 8"]),
-    ({"AIM_GPU_COUNT": "-1"}, 2, ["AIM_GPU_COUNT='-1'", ">= 0"]),
-    ({"AIM_GPU_COUNT": "two"}, 2, ["AIM_GPU_COUNT='two' is not an integer"]),
+    ({"AIM_GPU_COUNT": "-1"}, 2, ["AIM_GPU_COUNT='-1'", "a whole number from 0 to 64"]),
+    ({"AIM_GPU_COUNT": "two"}, 2, ["AIM_GPU_COUNT='two' is not a whole number"]),
 ])
 def test_bad_overrides_are_clear_errors_without_traceback(tmp_path, env, code, needles):
     sysfs_tree.build("mi300x-8", tmp_path)
