@@ -246,7 +246,7 @@ def test_cache_id_of_5000_characters(planted, command):
 def test_revision_of_5000_characters(planted):
     cache, canary, env = planted
     out = run({**env, "AIM_MODEL_REVISION": "r" * 5000}, "download", "--model", REPO)
-    assert out.returncode in (1, 2) and "revision" in out.stderr and len(out.stderr) < 1500
+    assert out.returncode in (1, 2) and "revision" in out.stderr.lower() and len(out.stderr) < 1500
 
 
 # -- item 9: AIM_LOCK_TIMEOUT
@@ -263,7 +263,7 @@ def test_lock_timeout_zero_takes_a_free_lock(planted):
 def test_lock_timeout_must_be_a_finite_number_in_range(planted, value):
     cache, canary, env = planted
     out = run({**env, "AIM_LOCK_TIMEOUT": value}, "cache", "list")
-    assert out.returncode == 2 and f"AIM_LOCK_TIMEOUT={value!r}" in out.stderr and "between 0 and 86400" in out.stderr
+    assert out.returncode == 2 and f"AIM_LOCK_TIMEOUT={value!r}" in out.stderr and "from 0 to 86400" in out.stderr
 
 
 # -- items 13 and 14: `cache verify` says what it checked; `cache remove` takes real ids only
