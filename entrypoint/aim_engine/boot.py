@@ -2,8 +2,9 @@
 
     settings  -> parsed by the caller (`Settings.from_env()`)
     probes    -> up first, so /health/* and /status answer within the first second
-    hardware  = detect(settings)
-    plan      = select(settings, hardware, Catalog.load(settings))
+    hardware  = detect(settings); engines = inventory.scan()   # the engines installed, no import
+    plan      = select(settings, hardware, Catalog.load(settings), engines)   # an engine not installed
+                                                                  # here fails now, before any download
     path      = cache.warm(plan.checkpoint, settings)     # skipped for a local directory
     launch    = render(plan, settings, path, cache_warm)
     os.execvpe(launch.argv[0], launch.argv, launch.env)   # the engine keeps our PID
@@ -97,6 +98,7 @@ class Boot:
         self.state = BootState(self.state_dir / "state.json", masker=redact.mask)
         self.state.update(model_id=settings.model_id, settings=settings.public_dict())
         self.probe: Any = None
+        self.engines: Any = None      # engines.inventory.Inventory, from the detecting phase
 
     def start_probes(self) -> None:
         from aim_engine import probes
@@ -120,20 +122,28 @@ class Boot:
     def detect(self) -> Any:
         from aim_engine.hardware import detect
 
+        from aim_engine.engines import inventory
+
         hardware = detect(self.settings)
-        self.state.update(hardware=hardware.to_dict())
+        self.engines = inventory.scan(flavour=self.settings.image_flavour)
+        self.state.update(hardware=hardware.to_dict(), engines=self.engines.to_dict())
         return hardware
 
     def select(self, hardware: Any) -> Any:
         from aim_engine.catalog import Catalog
         from aim_engine.planner.select import select
 
-        plan = select(self.settings, hardware, Catalog.load(self.settings))
+        plan = select(self.settings, hardware, Catalog.load(self.settings), self.engines)
         self.state.update(plan=plan.to_dict(), recipe={"id": plan.recipe.recipe_id, "why": list(plan.reasons),
                                                        "synthesized": plan.synthesized,
                                                        "fallback_hardware": plan.fallback_hardware})
-        self.log.info("plan", recipe=plan.recipe.recipe_id, engine=plan.engine, target=plan.target,
-                      checkpoint=plan.checkpoint, reasons=list(plan.reasons))
+        self.log.info("plan", recipe=plan.recipe.recipe_id, engine=plan.engine, engine_version=plan.engine_version,
+                      target=plan.target, checkpoint=plan.checkpoint, reasons=list(plan.reasons))
+        if self.engines is not None and plan.engine_found is None:
+            # Nothing could run the plan (no engine at all here): say so before any download.
+            from aim_engine.engines.inventory import missing
+
+            raise missing(plan.engine, self.engines, f"recipe {plan.recipe.recipe_id} runs {plan.engine}")
         return plan
 
     def warm(self, plan: Any) -> Any:

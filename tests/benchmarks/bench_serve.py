@@ -1,7 +1,8 @@
 """`aim-engine serve`: agent overhead to the exec, and time-to-ready against `vllm serve` directly.
 
 1. Overhead: process start -> exec with a warm cache (the local hub server warmed it first), the
-   engine being `/bin/true`-like shell script on PATH named `vllm`. CPU time is
+   engine being a `/bin/true`-like shell script on PATH named `vllm`, in an install tree with a
+   `vllm-0.32.0.dist-info`, so the engine inventory and the versioned flag list are paid for. CPU time is
    `getrusage(RUSAGE_CHILDREN)` around the run (agent + the trivial engine); the probe process is
    re-parented to this process (PR_SET_CHILD_SUBREAPER), reaped, and reported separately.
    Measured on the agent as the image runs it: the wheel, built here and installed with its
@@ -29,6 +30,7 @@ from pathlib import Path
 from result import Result
 
 from tests.e2e.harness import base_env, build_demo_model, free_port, http_json, start_agent
+from tests.support.engine_installs import PY, make_prefix
 from tests.support.hf_server import HubServer
 from tests.support.tiny_repo import make_repo
 from tests.support.wheel import build_wheel, venv_with
@@ -77,9 +79,11 @@ def overhead(tmp: Path) -> list[Result]:
 def _overhead_of(python: str, tmp: Path) -> tuple[float, str]:
     """Median agent CPU ms of OVERHEAD_RUNS warm boots with `python`, and the details."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    bin_dir = tmp / "bin"
-    bin_dir.mkdir(parents=True)
-    (bin_dir / "vllm").write_text("#!/bin/sh\nexit 0\n")
+    # An engine install as the inventory meets one in the image (bin/vllm + vllm-<v>.dist-info), so
+    # the boot pays for reading it; the script's shell part exits at once (pip's long-path form,
+    # whose exec line names the interpreter, never runs), so the exec'd "engine" costs ~nothing.
+    bin_dir = make_prefix(tmp / "engine", {"vllm": "0.32.0"})
+    (bin_dir / "vllm").write_text("#!/bin/sh\nexit 0\n" + "'''exec' " + f'{bin_dir / PY} "$0" "$@"\n')
     (bin_dir / "vllm").chmod(0o755)
     repo = make_repo(tmp / "repo", shards=2, shard_bytes=200_000).path
     agent_cpu, probe_cpu, wall, phases = [], [], [], []

@@ -239,11 +239,17 @@ FAKE_ENGINE = textwrap.dedent('''\
 ''')
 
 
-def fake_engine_dir(directory: Path, name: str = "vllm") -> Path:
-    """A directory holding an executable fake `vllm`; put it first on PATH."""
-    directory.mkdir(parents=True, exist_ok=True)
+def fake_engine_dir(directory: Path, name: str = "vllm", version: str | None = "0.32.0") -> Path:
+    """A bin/ directory holding an executable fake `vllm`; put it first on PATH. Its prefix
+    (`directory/..`) is laid out as pip leaves an install, with a `vllm-<version>.dist-info`
+    (none when `version` is None), so the agent's inventory finds that version."""
+    from tests.support.engine_installs import PY, make_prefix
+
+    if directory.name != "bin":
+        raise ValueError(f"fake_engine_dir wants a .../bin directory, got {directory}")
+    make_prefix(directory.parent, {name: version} if version else {})
     script = directory / name
-    script.write_text(FAKE_ENGINE.format(python=sys.executable))
+    script.write_text(FAKE_ENGINE.format(python=directory / PY))
     script.chmod(0o755)
     return directory
 

@@ -109,6 +109,7 @@ def test_boot_execs_the_engine_in_place_and_probes_follow_it(tmp_path, fake_bin,
     assert names == ["starting", "detecting", "selecting", "downloading", "rendering", "engine_starting"]
     assert set(ready["timings"]) >= {"detecting", "selecting", "downloading", "rendering", "to_ready"}
     assert ready["recipe"]["id"] and ready["recipe"]["why"]
+    assert ready["plan"]["engine_version"] == "0.32.0" and ready["engines"]["installed"]["vllm"]["version"] == "0.32.0"
     assert ready["hardware"]["cpu"]["cores"] >= 1
     assert ready["download"]["phase"] == "complete" and ready["download"]["bytes_total"] > 0
     assert ready["engine"]["argv"][1:3] == ["serve", argv[2]]
@@ -221,9 +222,27 @@ def test_download_error(tmp_path, fake_bin, hub, agents):
 
 
 def test_engine_binary_missing(tmp_path, tiny_repo, agents):
+    """No engine anywhere on PATH: the boot stops once the plan is made, before any download."""
     agent = start_agent(tmp_path, _env(tmp_path, None, AIM_MODEL_ID=str(tiny_repo)))
     agents.append(agent)
-    _expect_failure(agent, ["vllm", "not found on PATH"], "rendering", code=1)
+    status = _expect_failure(agent, ["vLLM is not installed here", "found: no engine"], "selecting", code=1)
+    assert status["engines"]["installed"] == {} and status["plan"]["engine_installed"] is False
+
+
+def test_aim_engine_sglang_without_sglang_fails_before_any_download(tmp_path, fake_bin, hub, agents):
+    """An image that carries vLLM only, asked for SGLang: an error at once naming the image flavour
+    that has SGLang; the hub sees no request at all (the model is not even resolved)."""
+    before = hub.stats()["requests"]
+    env = _env(tmp_path, fake_bin, AIM_MODEL_ID=REPO_ID, HF_ENDPOINT=hub.url, AIM_ENGINE="sglang",
+               AIM_GPU_MODEL="MI300X", AIM_IMAGE_FLAVOUR="rocm-vllm")
+    agent = start_agent(tmp_path, env)
+    agents.append(agent)
+    status = _expect_failure(agent, ["AIM_ENGINE=sglang", "SGLang is not installed in this image (flavour rocm-vllm)",
+                                     "vllm 0.32.0", "rocm-sglang image flavour"], "selecting", code=1)
+    assert status["engines"]["installed"]["vllm"]["version"] == "0.32.0"
+    assert status["engines"]["flavour"] == "rocm-vllm"
+    assert "download" not in status and not (tmp_path / "cache" / "huggingface").exists()
+    assert hub.stats()["requests"] == before
 
 
 @pytest.mark.parametrize("failure", ["binary-missing", "download-refused"])
@@ -235,7 +254,7 @@ def test_a_stop_the_moment_status_says_failed_exits_with_the_failure_code(failur
     to a download worker thread (a refused download leaves them alive) cut the message short.
     /status is polled as fast as it answers."""
     if failure == "binary-missing":
-        env, words = _env(tmp_path, None, AIM_MODEL_ID=str(tiny_repo)), "not found on PATH"
+        env, words = _env(tmp_path, None, AIM_MODEL_ID=str(tiny_repo)), "not installed here"
     else:
         hub.add_fault(Fault(path="*.safetensors", method="GET", status=403))
         env, words = _env(tmp_path, fake_bin, AIM_MODEL_ID=REPO_ID, HF_ENDPOINT=hub.url), "HTTP 403"

@@ -37,6 +37,7 @@ GOOD: dict[str, tuple[str, str, object]] = {
     "AIM_SYSFS_ROOT": ("/tmp/sys", "sysfs_root", Path("/tmp/sys")),
     "AIM_FAIL_GRACE": ("2.5", "fail_grace", 2.5),
     "AIM_ENGINE_METRICS": ("false", "engine_metrics", False),
+    "AIM_IMAGE_FLAVOUR": ("rocm-vllm", "image_flavour", "rocm-vllm"),
     "HF_TOKEN": ("hf_abcdefghijklmnopqrstuvwx", "hf_token", "hf_abcdefghijklmnopqrstuvwx"),
     "HF_ENDPOINT": ("http://127.0.0.1:5000", "hf_endpoint", "http://127.0.0.1:5000"),
 }

@@ -1,4 +1,5 @@
-"""`aim-engine detect [--json]`: show the GPUs (or the CPU) the agent would use, and why."""
+"""`aim-engine detect [--json]`: show the GPUs (or the CPU) the agent would use, and why, and
+the engines installed here (engines/inventory.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,25 @@ GIB = 1024**3
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the detection result as JSON (Hardware.to_dict())")
+
+
+def render_engines(engines, out: TextIO) -> None:
+    """One line per engine: version and where it runs from, or that it is not installed here."""
+    from aim_engine.engines.inventory import PROBES, where
+
+    title = "engines" + (f" (image flavour {engines.flavour})" if engines.flavour else "") + ":"
+    print(title, file=out)
+    rows = []
+    for probe in PROBES:
+        found = engines.get(probe.engine)
+        if found is None:
+            rows.append([probe.engine, "-", "not installed " + where(engines)])
+        else:
+            rows.append([probe.engine, found.version or "version unknown",
+                         found.executable + (f" (python {found.interpreter})" if found.interpreter
+                                             and found.interpreter != found.executable else "")])
+    for line in align(rows):
+        print("  " + line.rstrip(), file=out)
 
 
 def render(hardware, out: TextIO) -> None:
@@ -51,10 +71,14 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     configure_from(settings)  # logs go to stderr; stdout carries only the result
+    from aim_engine.engines import inventory
+
     hardware = detect(settings)
+    engines = inventory.scan(flavour=settings.image_flavour)
     if args.json:
-        json.dump(hardware.to_dict(), sys.stdout, indent=2)
+        json.dump({**hardware.to_dict(), "engines": engines.to_dict()}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         render(hardware, sys.stdout)
+        render_engines(engines, sys.stdout)
     return 0

@@ -29,18 +29,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build(settings: Any) -> dict[str, Any]:
     """Everything `plan` and `serve --dry-run` show, as one JSON-able dict (secrets masked)."""
     from aim_engine.catalog import Catalog
-    from aim_engine.engines import render
+    from aim_engine.engines import inventory, render
     from aim_engine.hardware import detect
     from aim_engine.planner.select import select
     from aim_engine.redact import mask, secret_values
 
     hardware = detect(settings)
+    engines = inventory.scan(flavour=settings.image_flavour)
     catalog = Catalog.load(settings)
-    plan = select(settings, hardware, catalog)
+    plan = select(settings, hardware, catalog, engines)
     # A local directory is used in place, offline (as `serve` does); a hub id as on a cold cache.
     launch = render(plan, settings, plan.checkpoint, cache_warm=plan.is_local_checkpoint)
     return mask({      # the one masking pass, over the whole document (text output is rendered from it)
         "hardware": hardware.to_dict(),
+        "engines": engines.to_dict(),
         "settings": settings.public_dict(),
         "plan": plan.to_dict(),
         "launch": launch.public_dict(),
@@ -57,6 +59,14 @@ def _hardware_line(hw: dict[str, Any]) -> str:
     return f"{hw['gpu_count']}× {hw['gpu_model']} ({hw['gfx']}, {mem:.0f} GiB per GPU) — source: {hw['source']}"
 
 
+def _engine_words(plan: dict[str, Any]) -> str:
+    """`vllm 0.32.0`, `vllm (not installed here)` or just `vllm` when nothing was checked."""
+    if plan.get("engine_installed") is False:
+        return f"{plan['engine']} (not installed here)"
+    version = plan.get("engine_version")
+    return f"{plan['engine']} {version}" if version else plan["engine"]
+
+
 def render_text(data: dict[str, Any], out: TextIO) -> None:
     plan, launch = data["plan"], data["launch"]
     flags = [f for f, on in (("synthesized", plan["synthesized"]),
@@ -67,7 +77,7 @@ def render_text(data: dict[str, Any], out: TextIO) -> None:
     print(f"model:     {plan['model_id']} -> loads {plan['checkpoint']}, served as {plan['served_model_name']!r}",
           file=out)
     print(f"recipe:    {plan['recipe_id']}" + (f" ({', '.join(flags)})" if flags else ""), file=out)
-    print(f"engine:    {plan['engine']}, {gpus}, {plan['precision']}, context {plan['context']}, "
+    print(f"engine:    {_engine_words(plan)}, {gpus}, {plan['precision']}, context {plan['context']}, "
           f"batch {plan['batch']}", file=out)
     print("why:", file=out)
     for reason in plan["reasons"]:

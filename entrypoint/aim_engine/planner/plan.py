@@ -65,6 +65,13 @@ class Plan:
     fallback_hardware: str | None = None
     target: str = "gpu"         # "gpu" | "cpu" (vLLM's CPU backend)
     visible_devices: str | None = None  # HIP_VISIBLE_DEVICES for the engine ("0,2"), None = all
+    engine_found: Any = None            # engines.inventory.InstalledEngine that will run it, if installed
+    engine_checked: bool = False        # True when selection knew what is installed (engine_found is a fact)
+
+    @property
+    def engine_version(self) -> str | None:
+        """The installed version of the chosen engine (None: not installed here, or unknown)."""
+        return getattr(self.engine_found, "version", None)
 
     @property
     def is_local_checkpoint(self) -> bool:
@@ -78,6 +85,9 @@ class Plan:
             "recipe_id": self.recipe.recipe_id,
             "recipe_hardware": self.recipe.hardware,
             "engine": self.engine,
+            "engine_version": self.engine_version,
+            "engine_installed": (self.engine_found is not None) if self.engine_checked else None,
+            "engine_install": self.engine_found.to_dict() if self.engine_found is not None else None,
             "target": self.target,
             "tensor_parallel": self.tensor_parallel,
             "data_parallel": self.data_parallel,

@@ -14,6 +14,9 @@ when (in this order):
 2. the GPU's architecture cannot run the recipe's precision, the config's engine or its KV-cache
    dtype (the capability table in hardware/gpus.yaml: no fp8, MXFP4 or SGLang on gfx90a);
 3. it conflicts with an override: AIM_PRECISION, AIM_ENGINE, or a variant named in AIM_MODEL_ID;
+   or its engine is not installed here while another engine is (the inventory, engines/inventory.py;
+   on a machine with no engine at all, e.g. a laptop planning, nothing is rejected for it and the
+   plan says the engine is not installed here);
 4. the config is disabled, or needs more GPUs than are visible (after AIM_GPU_COUNT);
 5. its tensor-parallel size is illegal for the model, or it does not fit in the memory of the
    devices actually present (the planner; AIM_ENGINE_ARGS context/batch overrides count; what
@@ -44,6 +47,7 @@ from aim_engine.planner.plan import Plan, Rejection
 from aim_engine.planner.reading import ConfigReading, Unreadable, read
 
 if TYPE_CHECKING:
+    from aim_engine.engines.inventory import Inventory
     from aim_engine.hardware.types import Hardware
     from aim_engine.settings import Settings
 
@@ -202,11 +206,13 @@ def _lost(other: Candidate, winner: Candidate, settings: "Settings") -> str:
 
 
 def evaluate(recipes: Iterable[Recipe], model: Model, settings: "Settings", hardware: "Hardware",
-             variant_id: str | None = None) -> tuple[list[Candidate], list[Rejection]]:
+             variant_id: str | None = None, inventory: "Inventory | None" = None,
+             ) -> tuple[list[Candidate], list[Rejection]]:
     """Every config of `recipes` either survives as a Candidate or is rejected with a reason.
     AIM_RECIPE_ID is *not* applied here (see `choose`)."""
     from aim_engine.hardware import gpus
 
+    missing = _missing_engines(inventory)
     caps = gpus.capabilities(hardware.gfx)
     visible = hardware.gpu_count
     memory_bytes = hardware.memory_per_gpu_bytes
@@ -241,6 +247,9 @@ def evaluate(recipes: Iterable[Recipe], model: Model, settings: "Settings", hard
             if not caps.runs_engine(engine):
                 rejected.append(Rejection(rid, engine, n, f"engine: {engine} does not run on {hardware.gfx} "
                                           f"(engines there: {', '.join(caps.engines)})"))
+                continue
+            if engine in missing:
+                rejected.append(Rejection(rid, engine, n, missing[engine]))
                 continue
             if n > visible:
                 source = " (AIM_GPU_COUNT)" if settings.gpu_count is not None else ""
@@ -284,6 +293,43 @@ def evaluate(recipes: Iterable[Recipe], model: Model, settings: "Settings", hard
     return candidates, rejected
 
 
+def _missing_engines(inventory: "Inventory | None") -> dict[str, str]:
+    """engine -> why it cannot be chosen, for the engines not installed here. Empty when the
+    inventory is unknown (None) or holds no engine at all: a machine without any engine plans
+    for the image, it does not serve (boot refuses the exec before any download)."""
+    if inventory is None or inventory.empty:
+        return {}
+    from aim_engine.engines.inventory import PROBES, label, where
+
+    return {p.engine: f"engine: {label(p.engine)} is not installed {where(inventory)}"
+            for p in PROBES if inventory.get(p.engine) is None}
+
+
+def _check_engine_installed(settings: "Settings", inventory: "Inventory | None") -> None:
+    """AIM_ENGINE naming an engine this image lacks: an error at once, before the model is even
+    resolved (which may reach the hub), naming the image flavour that has it."""
+    if settings.engine != "auto" and settings.engine in _missing_engines(inventory):
+        from aim_engine.engines.inventory import missing
+
+        raise missing(settings.engine, inventory, f"AIM_ENGINE={settings.engine}")   # type: ignore[arg-type]
+
+
+def _with_engine(plan: Plan, inventory: "Inventory | None") -> Plan:
+    """The plan, with the installed engine that will run it (or a note that none is installed here)."""
+    if inventory is None:
+        return plan
+    found = inventory.get(plan.engine)
+    if found is not None:
+        note = f"engine {found.describe()} is installed" + (f" (image flavour {inventory.flavour})"
+                                                            if inventory.flavour else "")
+    else:
+        from aim_engine.engines.inventory import where
+
+        note = (f"engine {plan.engine} is not installed {where(inventory)}: this plan is for a machine "
+                "that has it (`serve` would stop before any download)")
+    return replace(plan, reasons=(*plan.reasons, note), engine_found=found, engine_checked=True)
+
+
 def _check_overrides(settings: "Settings", hardware: "Hardware") -> None:
     """Overrides that can never be satisfied on this hardware are errors, not empty plans."""
     from aim_engine.hardware import gpus
@@ -299,7 +345,7 @@ def _check_overrides(settings: "Settings", hardware: "Hardware") -> None:
         )
 
 
-def _pinned(settings: "Settings", catalog: Any) -> Recipe | None:
+def _pinned(settings: "Settings", catalog: Any, inventory: "Inventory | None" = None) -> Recipe | None:
     if not settings.recipe_id:
         return None
     recipe = catalog.recipe(settings.recipe_id)      # case-insensitive; parses only that file
@@ -318,6 +364,13 @@ def _pinned(settings: "Settings", catalog: Any) -> Recipe | None:
     if problems:
         raise AimError(f"conflicting overrides: AIM_RECIPE_ID={recipe.recipe_id}: " + "; ".join(problems),
                        hint="drop one of the conflicting variables")
+    missing = _missing_engines(inventory)
+    usable = [e for e in engines if settings.engine in ("auto", e)]
+    if usable and all(e in missing for e in usable):
+        from aim_engine.engines.inventory import missing as not_installed
+
+        raise not_installed(usable[0], inventory, f"AIM_RECIPE_ID={recipe.recipe_id} "   # type: ignore[arg-type]
+                            f"has only {', '.join(usable)} configs")
     return recipe
 
 
@@ -403,10 +456,14 @@ def _finish(source: ModelSource, candidate: Candidate, settings: "Settings", har
 
 
 def _cpu_plan(source: ModelSource, settings: "Settings", hardware: "Hardware", catalog_recipes: list[Recipe],
-              reasons: list[str]) -> Plan:
+              reasons: list[str], inventory: "Inventory | None" = None) -> Plan:
     if settings.engine == "sglang":
         raise AimError("AIM_ENGINE=sglang needs a GPU: no GPU is visible and only vLLM has a CPU backend",
                        hint="unset AIM_ENGINE (or set it to vllm), or give the container a GPU")
+    if "vllm" in _missing_engines(inventory):
+        from aim_engine.engines.inventory import missing
+
+        raise missing("vllm", inventory, "no GPU is visible and only vLLM has a CPU backend")  # type: ignore[arg-type]
     rejected = [Rejection(r.recipe_id, None, None, f"hardware: written for {r.hardware}; no GPU is visible")
                 for r in catalog_recipes if r.hardware.upper() != "CPU"]
     cpu_recipes = [r for r in catalog_recipes if r.hardware.upper() == "CPU"
@@ -455,23 +512,24 @@ def checkpoint_precision_of(source: ModelSource) -> str | None:
 
 
 def choose(source: ModelSource, settings: "Settings", hardware: "Hardware", recipes: list[Recipe],
-           pinned: Recipe | None = None) -> Plan:
+           pinned: Recipe | None = None, inventory: "Inventory | None" = None) -> Plan:
     """The pure core: the best plan for `source.model` among `recipes` (the catalog's recipes of
-    the model and its variants; empty outside the catalog), or an AimError that says why not."""
+    the model and its variants; empty outside the catalog), or an AimError that says why not.
+    `inventory`: the engines installed here (None: unknown, nothing is rejected for it)."""
     reasons = list(source.notes)
     reasons.insert(0, f"hardware: {_describe_hw(hardware)}")
     if hardware.is_cpu:
-        return _cpu_plan(source, settings, hardware, recipes, reasons)
+        return _with_engine(_cpu_plan(source, settings, hardware, recipes, reasons, inventory), inventory)
     _check_overrides(settings, hardware)
 
     variant_id = source.variant.huggingface_id if source.variant else None
-    candidates, rejected = evaluate(recipes, source.model, settings, hardware, variant_id)
+    candidates, rejected = evaluate(recipes, source.model, settings, hardware, variant_id, inventory)
     if not candidates and pinned is None:
         # The model is not in the catalog, nothing in the catalog is written for this GPU
         # family, or no catalog recipe runs here (too big, an override rules them all out):
         # size recipes from the model facts, checked exactly like catalog ones.
         made = synthesize.gpu_recipes(source.model, hardware, source.checkpoint, checkpoint_precision_of(source))
-        more, more_rejected = evaluate(made, source.model, settings, hardware, variant_id)
+        more, more_rejected = evaluate(made, source.model, settings, hardware, variant_id, inventory)
         for option in synthesize.runnable(source.model, hardware, source.checkpoint,
                                           checkpoint_precision_of(source))[1]:
             more_rejected.append(Rejection(f"{source.model.slug}-{option.precision}-synthesized", None, None,
@@ -509,7 +567,7 @@ def choose(source: ModelSource, settings: "Settings", hardware: "Hardware", reci
                  "(AIM_ENGINE_ARGS='{\"--max-context-len\": \"8192\"}'); `aim-engine recipes list` shows what fits",
         )
     candidates.sort(key=lambda c: _rank(c, settings))
-    return _finish(source, candidates[0], settings, hardware, rejected, candidates, reasons)
+    return _with_engine(_finish(source, candidates[0], settings, hardware, rejected, candidates, reasons), inventory)
 
 
 def recipes_of(catalog: Any, source: ModelSource) -> list[Recipe]:
@@ -519,9 +577,11 @@ def recipes_of(catalog: Any, source: ModelSource) -> list[Recipe]:
     return list(catalog.recipes_for(source.model))
 
 
-def select(settings: "Settings", hardware: "Hardware", catalog: Any) -> Plan:
-    """The plan for AIM_MODEL_ID on `hardware` (see the module docstring for every rule)."""
-    pinned = _pinned(settings, catalog)
+def select(settings: "Settings", hardware: "Hardware", catalog: Any, inventory: "Inventory | None" = None) -> Plan:
+    """The plan for AIM_MODEL_ID on `hardware` with the engines of `inventory` (see the module
+    docstring for every rule)."""
+    _check_engine_installed(settings, inventory)
+    pinned = _pinned(settings, catalog, inventory)
     model_id = settings.model_id
     if model_id is None and pinned is not None:
         model_id = pinned.model_id
@@ -534,4 +594,4 @@ def select(settings: "Settings", hardware: "Hardware", catalog: Any) -> Plan:
         raise AimError(f"conflicting overrides: AIM_RECIPE_ID={pinned.recipe_id} is for {pinned.model_id}, "
                        f"but AIM_MODEL_ID={source.requested} is not that catalog model",
                        hint="drop AIM_RECIPE_ID, or set AIM_MODEL_ID to the recipe's model")
-    return choose(source, settings, hardware, recipes_of(catalog, source), pinned)
+    return choose(source, settings, hardware, recipes_of(catalog, source), pinned, inventory)
