@@ -287,3 +287,32 @@ def test_remove_takes_only_real_ids(planted):
         out = run(env, "cache", "remove", bad)
         assert out.returncode == 1 and "allowed: a Hugging Face id" in out.stderr, bad
     assert tree_state(cache.root) == before
+
+
+# -- the real boot (`aim-engine serve`, a fake engine binary): a damaged marker never breaks it
+
+
+@pytest.mark.parametrize("offline", [False, True])
+def test_boot_with_a_marker_that_is_a_json_list(tmp_path, offline):
+    from tests.e2e.harness import base_env, fake_engine_dir, start_agent
+
+    repo = make_repo(tmp_path / "repo", shards=1, shard_bytes=10_000, decoys=False)
+    with HubServer() as hub:
+        hub.add_repo(REPO, repo.path)
+        assert run(env_for(tmp_path / "cache", HF_ENDPOINT=hub.url), "download", "--model", REPO).returncode == 0
+        marker = next((tmp_path / "cache" / "aim" / "markers").rglob("main.json"))
+        marker.write_text("[]")
+        record = tmp_path / "engine.json"
+        env = base_env({"AIM_MODEL_ID": REPO, "HF_ENDPOINT": hub.url, "AIM_FAIL_GRACE": "0",
+                        "AIM_OFFLINE": "1" if offline else "0", "FAKE_ENGINE_RECORD": str(record)},
+                       path_prefix=[fake_engine_dir(tmp_path / "bin")])
+        agent = start_agent(tmp_path, env)
+        code = agent.wait(120)
+    log = agent.log()
+    assert "Traceback" not in log and "this is a bug" not in log
+    if offline:   # no network allowed: a clear error naming the marker, exit 1
+        assert code == 1 and "main.json is damaged: it holds a JSON list" in log and not record.exists()
+    else:         # the damaged marker is no marker: the boot downloads again and execs the engine
+        assert code == 0, log
+        assert json.loads(record.read_text())["argv"][1] == "serve"
+        assert json.loads(marker.read_text())["repo_id"] == REPO
