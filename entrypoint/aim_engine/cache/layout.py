@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -45,6 +46,11 @@ class BadCacheId(AimError):
 def repo_id_problem(repo_id: object) -> str | None:
     if not isinstance(repo_id, str):
         return f"is a {type(repo_id).__name__}, not text"
+    return _repo_id_problem(repo_id)
+
+
+@lru_cache(maxsize=256)   # the warm check asks about the same id for every path it builds
+def _repo_id_problem(repo_id: str) -> str | None:
     if not REPO_ID.fullmatch(repo_id):
         return "is not " + REPO_ID_RULE.split(":")[0]
     if "--" in repo_id or ".." in repo_id:
@@ -66,6 +72,11 @@ def check_repo_id(repo_id: str, what: str = "model id") -> str:
 def revision_problem(revision: object) -> str | None:
     if not isinstance(revision, str):
         return f"is a {type(revision).__name__}, not text"
+    return _revision_problem(revision)
+
+
+@lru_cache(maxsize=256)
+def _revision_problem(revision: str) -> str | None:
     if len(revision) > REVISION_MAX:
         return f"is {len(revision)} characters long"
     if not REVISION.fullmatch(revision) or ".." in revision:

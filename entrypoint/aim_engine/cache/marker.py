@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +98,7 @@ class MarkerError(ValueError):
 MAX_FILES = 100_000          # files one marker may list
 MAX_MARKER_BYTES = 64 << 20  # a marker is ~100 bytes a file
 MAX_FILE_SIZE = 1 << 50      # 1 PiB: larger sizes in a marker are not real
-_HEX = {"sha256": 64, "blob_id": 40}
+_HEX = {"sha256": (64, re.compile("[0-9a-f]{64}")), "blob_id": (40, re.compile("[0-9a-f]{40}"))}
 
 
 def _marked_file(i: int, f: object) -> MarkedFile:
@@ -110,10 +111,9 @@ def _marked_file(i: int, f: object) -> MarkedFile:
     size = f.get("size")
     if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_FILE_SIZE:
         raise MarkerError(f"{where}.size {shown(size)} is not a whole number of bytes (0 to {MAX_FILE_SIZE})")
-    for key, digits in _HEX.items():
+    for key, (digits, pattern) in _HEX.items():
         value = f.get(key)
-        if value is not None and not (isinstance(value, str) and len(value) == digits
-                                      and all(c in "0123456789abcdef" for c in value)):
+        if value is not None and not (isinstance(value, str) and pattern.fullmatch(value)):
             raise MarkerError(f"{where}.{key} {shown(value)} is not {digits} lowercase hex digits")
     return MarkedFile(f["path"], size, f.get("sha256"), f.get("blob_id"))
 
