@@ -316,3 +316,40 @@ def test_boot_with_a_marker_that_is_a_json_list(tmp_path, offline):
         assert code == 0, log
         assert json.loads(record.read_text())["argv"][1] == "serve"
         assert json.loads(marker.read_text())["repo_id"] == REPO
+
+
+def test_markers_folder_that_is_a_file(tmp_path):
+    repo = make_repo(tmp_path / "repo", shards=1, shard_bytes=10_000, decoys=False)
+    with HubServer() as hub:
+        hub.add_repo(REPO, repo.path)
+        (tmp_path / "cache" / "aim").mkdir(parents=True)
+        (tmp_path / "cache" / "aim" / "markers").write_text("junk")
+        out = run(env_for(tmp_path / "cache", HF_ENDPOINT=hub.url), "download", "--model", REPO)
+    assert out.returncode == 1 and "cannot write the completeness marker" in out.stderr
+
+
+def test_blobs_folder_unwritable_by_the_agent(shared_tmp):
+    """A warm-up as uid 65534 into a cache whose blobs/ it cannot write: a clear error, not a bug."""
+    repo = make_repo(shared_tmp / "repo", shards=1, shard_bytes=10_000, decoys=False)
+    with HubServer() as hub:
+        hub.add_repo(REPO, repo.path)
+        cache_root = shared_tmp / "cache"
+        blobs = cache_root / "huggingface" / "hub" / "models--org--tiny" / "blobs"
+        blobs.mkdir(parents=True)
+        subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(cache_root)], check=True)
+        os.chown(blobs, 0, 0)
+        blobs.chmod(0o555)
+        hub.add_repo("org/warmup", repo.path)
+        # The interpreter's files are not readable by uid 65534 here: a first download as root (into
+        # another cache) loads every module the download needs, then the process drops root.
+        script = ("import os, sys, aim_engine.cli as cli\n"
+                  f"os.environ['AIM_CACHE_PATH'] = {str(shared_tmp / 'warmup')!r}\n"
+                  "assert cli.main(['download', '--model', 'org/warmup']) == 0\n"
+                  f"os.environ['AIM_CACHE_PATH'] = {str(cache_root)!r}\n"
+                  f"os.setgid({NOBODY}); os.setuid({NOBODY})\n"
+                  "sys.exit(cli.main(sys.argv[1:]))\n")
+        out = subprocess.run([sys.executable, "-c", script, "download", "--model", REPO], cwd=ROOT,
+                             env=env_for(cache_root, HF_ENDPOINT=hub.url), capture_output=True, text=True,
+                             timeout=120)
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert out.returncode == 1 and "cannot write" in out.stderr and "Permission denied" in out.stderr, out.stderr

@@ -189,6 +189,12 @@ def translate(exc: BaseException, settings: Any, repo_id: str, revision: str, pa
         return HubError(f"{endpoint} does not answer like a Hugging Face hub for {what}: {detail}",
                         hint="check HF_ENDPOINT (it must point at the hub or a hub-compatible mirror) and any "
                              "proxy in between")
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR,
+                                                  errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP):
+        where = exc.filename or settings.hub_cache
+        return HubError(f"cannot write {what} into the model cache: {where}: {exc.strerror or exc}",
+                        hint="the volume behind AIM_CACHE_PATH must be writable by the agent's user, and its "
+                             "folders must be folders (remove a file or link that stands in the place of one)")
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return HubError(f"the model cache ran out of disk space while downloading {repo_id}",
                         hint="grow the volume behind AIM_CACHE_PATH")

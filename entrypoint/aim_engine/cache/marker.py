@@ -21,6 +21,7 @@ from stat import S_ISREG
 
 from aim_engine.atomic import fsync_dir, write_text
 from aim_engine.cache.layout import Layout
+from aim_engine.errors import AimError
 from aim_engine.confine import RULE_NAME, RULE_RELATIVE, problem_with_name, problem_with_relative, read_bounded, shown
 
 FORMAT = 1
@@ -179,8 +180,13 @@ def write(layout: Layout, marker: Marker) -> Path:
     """Atomically and durably write `marker` (temp file, fsync, rename, fsync of the directory)."""
     path = layout.marker(marker.repo_id, marker.revision)
     layout.confined(path.parent, what="markers folder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text(path, marker.to_json(), durable=True, inside=layout.cache_path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, marker.to_json(), durable=True, inside=layout.cache_path)
+    except OSError as exc:
+        raise AimError(f"cannot write the completeness marker {path}: {exc.strerror or exc}",
+                       hint=f"{layout.aim / 'markers'} and the folders in it must be writable folders; remove "
+                            "whatever stands in their place (the downloaded files are kept)") from None
     return path
 
 
