@@ -27,7 +27,7 @@ export AIM_HYPOTHESIS_PROFILE ?= ci
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv engines vllm-env sglang-env test run bench image clean
+.PHONY: help venv engines vllm-env sglang-env prometheus test run bench image clean
 
 help:
 	@sed -n '2,8p' Makefile
@@ -58,9 +58,13 @@ sglang-env:
 
 engines: vllm-env sglang-env
 
+# Debian's prometheus + promtool for the metrics tests (apt; root or sudo; its service is not started).
+prometheus:
+	@bash scripts/setup-prometheus.sh
+
 # The three environments are independent: build them in parallel.
 test:
-	$(MAKE) -j3 venv vllm-env sglang-env
+	$(MAKE) -j4 venv vllm-env sglang-env prometheus
 	AIM_REQUIRE_ENGINES=1 $(VPY) -m pytest -n 2 $(PYTEST_ARGS) tests
 
 run:

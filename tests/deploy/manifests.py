@@ -11,6 +11,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 KSERVE_SCHEMAS = REPO / "tests/fixtures/kserve"
+MONITORING_SCHEMAS = REPO / "tests/fixtures/monitoring"
 CHART = DOCKER / "helm/aim-engine"
 KUBERNETES_VERSION = "1.30.0"
 
@@ -37,6 +38,17 @@ def kserve_schema(kind: str) -> dict[str, Any]:
         "InferenceService": "InferenceService-serving.kserve.io-v1beta1.json",
     }[kind]
     return json.loads((KSERVE_SCHEMAS / name).read_text())
+
+
+def monitoring_schema(kind: str) -> dict[str, Any]:
+    """The CRD schema of a Prometheus Operator or KEDA object (tests/fixtures/monitoring)."""
+    name = {
+        "ServiceMonitor": "ServiceMonitor-monitoring.coreos.com-v1.json",
+        "PodMonitor": "PodMonitor-monitoring.coreos.com-v1.json",
+        "PrometheusRule": "PrometheusRule-monitoring.coreos.com-v1.json",
+        "ScaledObject": "ScaledObject-keda.sh-v1alpha1.json",
+    }[kind]
+    return json.loads((MONITORING_SCHEMAS / name).read_text())
 
 
 def unknown_fields(value: Any, schema: dict[str, Any], path: str = "") -> Iterator[str]:

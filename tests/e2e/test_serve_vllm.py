@@ -6,7 +6,9 @@ warm the cache under its lock, render, exec. Two real vLLM boots in total (each 
 CPU on a 2-core machine), with the assertions grouped:
 
 1. cold cache: probes gate readiness on /v1/models, the OpenAI API answers (completions, chat,
-   streaming), /status shows the phases, SIGTERM exits 0 and leaves no process behind;
+   streaming), /status shows the phases, SIGTERM exits 0 and leaves no process behind; a real
+   Prometheus (Debian's) scrapes the agent's /metrics and vLLM's all along, and every query of the
+   Helm chart's Grafana dashboard and alert rules returns series from it;
 2. warm cache: zero hub requests, and the engine process runs with HF_HUB_OFFLINE=1; liveness
    follows the engine's own /health (a frozen engine is not live); the engine killed after it was
    ready is a failed boot in /status (signal, time), and the probe process leaves after the grace.
@@ -22,8 +24,8 @@ import urllib.request
 
 import pytest
 
-from tests.e2e.harness import (Agent, base_env, build_demo_model, descendants, environ_of, pid_running,
-                               start_agent, wait_until)
+from tests.e2e.harness import (Agent, base_env, build_demo_model, descendants, environ_of, free_port,
+                               pid_running, start_agent, wait_until)
 from tests.support.hf_server import HubServer
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -99,9 +101,51 @@ def _stop_and_check_nothing_is_left(agent: Agent, status: dict) -> None:
     wait_until(lambda: not any(pid_running(p) for p in tree), 30, 0.2, f"processes {sorted(tree)} to exit")
 
 
-def _cold_boot(world: dict) -> None:
-    agent = _start(world, "cold")
+def _boot_seen_by_prometheus(prometheus, agent: Agent) -> None:
+    """While vLLM loads: the agent's series are scraped after the exec, and the boot-slow alert
+    (budget 1 s here) returns the booting pod."""
+    from tests.support.prometheus import alert_queries
+
+    wait_until(lambda: agent.proc.poll() is None and prometheus.query(
+        'aim_boot_phase{aim_boot_phase="engine_starting"} == 1'), 120, 0.5, "Prometheus to see engine_starting")
+    assert prometheus.query(alert_queries()["AimEngineBootSlow"])
+
+
+def _queries_return_series(prometheus) -> None:
+    """Every dashboard query and every engine alert expression returns series from the real
+    scrapes of the agent and vLLM (the boot-failed alert: tests/integration/test_metrics_boot.py)."""
+    from tests.support.prometheus import alert_queries, dashboard_queries
+
     try:
+        wait_until(lambda: prometheus.targets_up() == {"aim-agent": "up", "vllm": "up"}, 30, 1.0, "both targets up")
+    except AssertionError:
+        raise AssertionError(f"Prometheus targets: {prometheus.targets_up()}") from None
+    queries = {**dashboard_queries(), **{k: v for k, v in alert_queries().items()
+                                         if k not in ("AimEngineBootFailed", "AimEngineBootSlow")}}
+
+    def empty() -> list[str]:
+        return [name for name, expr in queries.items() if not prometheus.query(expr)]
+
+    try:
+        wait_until(lambda: not empty(), 60, 1.0, "every dashboard and alert query to return series")
+    except AssertionError:
+        raise AssertionError(f"queries without series: {empty()}") from None
+    assert prometheus.query('aim_boot_phase{aim_boot_phase="ready"} == 1')
+    assert prometheus.query('vllm:num_requests_waiting')
+    info = prometheus.query("aim_engine_info")[0]["metric"]
+    assert (info["model"], info["engine"], info["gpu_model"]) == (REPO_ID, "vllm", "cpu")
+    assert float(prometheus.query("sum(vllm:generation_tokens_total)")[0]["value"][1]) > 0
+
+
+def _cold_boot(world: dict) -> None:
+    from tests.support.prometheus import Prometheus
+
+    port, health = free_port(), free_port()
+    prometheus = Prometheus(world["root"] / "prometheus",
+                            {"aim-agent": f"127.0.0.1:{health}", "vllm": f"127.0.0.1:{port}"}, interval="2s")
+    agent = _start(world, "cold", AIM_PORT=str(port), AIM_HEALTH_PORT=str(health))
+    try:
+        _boot_seen_by_prometheus(prometheus, agent)
         _wait_ready_watching_the_gate(agent)
         assert agent.probe("/health/startup")[0] == 200
         assert agent.probe("/health/live")[0] == 200
@@ -133,9 +177,11 @@ def _cold_boot(world: dict) -> None:
 
         env = environ_of(agent.pid)          # the engine holds the agent's PID
         assert env["VLLM_TARGET_DEVICE"] == "cpu" and env["HF_HUB_OFFLINE"] == "1"
+        _queries_return_series(prometheus)
         _stop_and_check_nothing_is_left(agent, status)
     finally:
         agent.kill_tree()
+        prometheus.close()
 
 
 def _liveness_follows_the_engines_health(agent: Agent) -> None:

@@ -158,3 +158,25 @@ def test_a_scrape_during_a_failed_boot_answers_with_the_reason_class(tmp_path, h
         assert http_json(f"http://127.0.0.1:{agent.health_port}/status")[0] == 200
     finally:
         agent.kill_tree()
+
+
+def test_a_real_prometheus_sees_a_failed_boot_and_the_boot_failed_alert_fires(tmp_path, hub):
+    """Debian's Prometheus scrapes a boot that fails (an unknown model): the chart's
+    AimEngineBootFailed expression returns the pod's series, with the reason class."""
+    from tests.e2e.harness import free_port
+    from tests.support.prometheus import Prometheus, alert_queries
+
+    health = free_port()
+    env = base_env({"HF_ENDPOINT": hub.url, "AIM_FAIL_GRACE": "120", "AIM_MODEL_ID": "aim-test/no-such-model",
+                    "AIM_HEALTH_PORT": str(health)}, path_prefix=[fake_engine_dir(tmp_path / "bin")])
+    with Prometheus(tmp_path / "prometheus", {"aim-agent": f"127.0.0.1:{health}"}) as prometheus:
+        agent = start_agent(tmp_path / "run", env)
+        try:
+            wait_until(lambda: (agent.status() or {}).get("phase") == "failed", 60, 0.1, "the boot to fail")
+            expr = alert_queries({"monitoring": {"rules": {"enabled": True}}})["AimEngineBootFailed"]
+            series = wait_until(lambda: prometheus.query(expr), 30, 0.5, "the alert expression to return a series")
+            assert [(s["metric"]["reason"], s["value"][1]) for s in series] == [("selection", "1")]
+            assert prometheus.targets_up() == {"aim-agent": "up"}
+            assert prometheus.query('aim_boot_phase{aim_boot_phase="failed"} == 1')
+        finally:
+            agent.kill_tree()
