@@ -36,7 +36,7 @@ def test_monitoring_and_autoscaling_are_off_by_default():
 
 @pytest.mark.parametrize("values", [ALL_ON, {**ALL_ON, "monitoring": {**ALL_ON["monitoring"], "rules": {
     "enabled": True, "bootBudgetSeconds": 900, "kvCacheUsageAbove": 0.8, "queueWindow": "15m"}},
-    "autoscaling": {"keda": {"enabled": True, "minReplicas": 0, "maxReplicas": 16, "bootSeconds": 1800}}}],
+    "autoscaling": {"keda": {"enabled": True, "minReplicas": 2, "maxReplicas": 16, "bootSeconds": 1800}}}],
     ids=["defaults", "tuned"])
 def test_every_object_is_valid_against_its_schema_with_no_unknown_keys(values):
     docs = render_chart(values)
@@ -112,6 +112,7 @@ def test_keda_scales_on_waiting_requests_and_waits_a_boot_time_between_scale_ups
 @pytest.mark.parametrize("bad", [
     {"autoscaling": {"keda": {"enabled": True, "bootSeconds": 3600}}},     # above the HPA's 1800 s period limit
     {"autoscaling": {"keda": {"enabled": True, "waitingPerReplica": 0}}},
+    {"autoscaling": {"keda": {"enabled": True, "minReplicas": 0}}},      # no replica, no queue to scale on
     {"monitoring": {"rules": {"enabled": True, "kvCacheUsageAbove": 1.5}}},
     {"monitoring": {"serviceMonitor": {"enabled": True, "interval": "soon"}}},
     {"monitoring": {"grafana": {"enabled": True}}},

@@ -199,6 +199,9 @@ def make_handler(probe: Probe) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "aim-engine-probe"
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; without TCP_NODELAY the body waits for the
+        # client's delayed ACK (40 ms) on a kept-alive connection, e.g. every Prometheus scrape.
+        disable_nagle_algorithm = True
 
         def do_GET(self) -> None:  # noqa: N802 (http.server naming)
             path = self.path.split("?", 1)[0]
