@@ -184,18 +184,21 @@ def test_liveness_follows_the_engines_health_once_it_has_been_ready(probe_proc, 
     state = BootState(path)
     state.update(engine={"models_url": engine.url, "health_url": engine.health_url, "served_model_name": "demo"})
     state.enter("engine_starting")
+    # Each check asks the engine afresh with a 0.9 s timeout: on a loaded machine one answer may
+    # be late, so transitions are awaited (a probe that never follows still fails).
     engine.health = 503                                   # loading: the engine's /health is not ours to judge yet
     assert http_json(base + "/health/live")[0] == 200
     engine.models = ["demo"]
     assert http_json(base + "/health/ready")[0] == 200    # now it has been up
-    code, body = http_json(base + "/health/live")
-    assert (code, body["engine_health"]) == (503, "HTTP 503")
+    body = wait_until(lambda: (r := http_json(base + "/health/live"))[0] == 503 and r[1], 10, 0.1, "live: 503")
+    assert body["engine_health"] == "HTTP 503"
     assert http_json(base + "/status")[1]["engine_health"]["ok"] is False
     engine.health = 200
-    assert http_json(base + "/health/live") == (200, {"live": True, "phase": "ready"})
+    wait_until(lambda: http_json(base + "/health/live") == (200, {"live": True, "phase": "ready"}), 10, 0.1,
+               "live: 200 again")
     engine.close()                                        # the engine stops answering at all
-    code, body = http_json(base + "/health/live")
-    assert code == 503 and "Connection" in body["engine_health"]
+    body = wait_until(lambda: (r := http_json(base + "/health/live"))[0] == 503 and r[1], 10, 0.1, "live: 503")
+    assert "Connection" in body["engine_health"]
 
 
 @pytest.mark.parametrize("how", ["code", "signal"])
