@@ -117,9 +117,12 @@ VARIABLES: tuple[Variable, ...] = (
              text=TextRule(MAX_PATH_LIST, max_part=NAME_PART)),
     Variable("AIM_SERVED_MODEL_NAME", None, "Name clients use in requests (default: the model id).",
              text=TextRule(NAME_PART, no_leading_dash=True)),
+    Variable("AIM_TRUST_REMOTE_CODE", "false",
+             "Allow --trust-remote-code for a model outside the catalog whose config.json has auto_map "
+             "(runs that repository's code in the container)."),
     Variable("AIM_LOG_LEVEL", "info", "debug, info, warning or error."),
     Variable("AIM_LOG_FORMAT", "auto", "json, console, or auto (json when stdout is not a terminal)."),
-    Variable("AIM_DEBUG", "false", "Debug logging and engine debug switches."),
+    Variable("AIM_DEBUG", "false", "Debug logging (the same as AIM_LOG_LEVEL=debug); the engine is unaffected."),
     Variable("AIM_SYSFS_ROOT", "/", "Root the sysfs GPU probe reads (tests point it at fixture trees).",
              text=TextRule(MAX_PATH, max_part=NAME_PART)),
     Variable("AIM_ENGINE_METRICS", "true", "Turn the engine's own Prometheus /metrics on (SGLang's --enable-metrics; vLLM's are always on)."),
@@ -275,6 +278,7 @@ class Settings:
     recipes_dirs: tuple[Path, ...] = ()
     models_dirs: tuple[Path, ...] = ()
     served_model_name: str | None = None
+    trust_remote_code: bool = False
     log_level: str = "info"
     log_format: str = "auto"
     debug: bool = False
@@ -311,6 +315,7 @@ class Settings:
             recipes_dirs=r.paths("AIM_RECIPES_DIR"),
             models_dirs=r.paths("AIM_MODELS_DIR"),
             served_model_name=r.text("AIM_SERVED_MODEL_NAME"),
+            trust_remote_code=r.flag("AIM_TRUST_REMOTE_CODE"),
             log_level=r.choice("AIM_LOG_LEVEL", LOG_LEVELS),
             log_format=r.choice("AIM_LOG_FORMAT", LOG_FORMATS),
             debug=r.flag("AIM_DEBUG"),

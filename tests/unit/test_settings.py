@@ -31,6 +31,7 @@ GOOD: dict[str, tuple[str, str, object]] = {
     "AIM_RECIPES_DIR": ("/a:/b", "recipes_dirs", (Path("/a"), Path("/b"))),
     "AIM_MODELS_DIR": ("/m", "models_dirs", (Path("/m"),)),
     "AIM_SERVED_MODEL_NAME": ("qwen", "served_model_name", "qwen"),
+    "AIM_TRUST_REMOTE_CODE": ("true", "trust_remote_code", True),
     "AIM_LOG_LEVEL": ("DEBUG", "log_level", "debug"),
     "AIM_LOG_FORMAT": ("json", "log_format", "json"),
     "AIM_DEBUG": ("1", "debug", True),

@@ -3,11 +3,9 @@
 `aim-engine models fetch-cards` keeps the facts in `models/*.yaml` equal to what the Hugging Face
 hub publishes. The work splits into a pure core and a thin edge:
 
-- pure: `facts_from_config` (per-architecture mapping table `CONFIG_MAPS`, because Llama 4 and
-  Gemma 3 nest the language model under `text_config`, DeepSeek names its experts differently,
-  Qwen ignores `sliding_window` unless `use_sliding_window`, ...), `card_facts`, `diff`, and
-  `apply_changes`, which rewrites only the changed scalar values in the YAML text so comments and
-  layout survive;
+- pure: `facts_from_config` (the one config.json reader, `catalog.config_facts`, which planning
+  a model from outside the catalog uses too), `card_facts`, `diff`, and `apply_changes`, which
+  rewrites only the changed scalar values in the YAML text so comments and layout survive;
 - edge: `fetch_card` (the real `huggingface_hub` client with an explicit `endpoint=`, because the
   library reads `HF_ENDPOINT` only once at import; retries with backoff on 429/5xx honouring
   `Retry-After`; gated and missing repos become an `AimError` naming the model, never the token),
@@ -26,158 +24,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from aim_engine.catalog import config_facts
 from aim_engine.errors import AimError
 
-INDEX_FILE = "model.safetensors.index.json"
+INDEX_FILE = config_facts.INDEX_FILE
 SINGLE_FILE = "model.safetensors"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 REQUEST_TIMEOUT = 30.0   # seconds per request (huggingface_hub's session has no timeout of its own)
-DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "half": "fp16", "float": "fp32"}
-QUANT_DTYPES = {"fp8": "fp8", "mxfp4": "mxfp4"}   # quant_method of a *native* checkpoint -> native_dtype
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
-
-# Facts the schema allows to be null; any other fact the config does not state is left alone.
-NULLABLE = {("attention", "sliding_window"), ("attention", "q_lora_rank")}
 
 Path_ = tuple  # a key path inside a model document, e.g. ("attention", "heads") or ("variants", 0, "weights_bytes")
 
 
-# ----------------------------------------------------------------------------------- mapping table
-
-
-@dataclass(frozen=True)
-class ConfigMap:
-    """How one `model_type`'s config.json spells the facts we keep.
-
-    `sliding` names the rule that decides which layers use a local attention window:
-    none (full attention), window (every layer when `sliding_window` is set: Mistral, Phi-3),
-    qwen (only with `use_sliding_window: true`, from layer `max_window_layers` on),
-    layer_types (count `sliding_attention` entries: gpt-oss), pattern (every
-    `sliding_window_pattern`-th layer is global: Gemma 3), chunked (Llama 4: RoPE layers attend
-    within `attention_chunk_size`; every `no_rope_layer_interval`-th layer is global).
-    """
-
-    nested: str | None = None              # sub-config holding the language model
-    experts: str | None = None             # key of the routed-expert count
-    shared_experts: str | int | None = None   # key of the shared-expert count, or a constant
-    sliding: str = "none"
-    mla: bool = False
-    defaults: Mapping[str, Any] = field(default_factory=dict)  # config class defaults for absent keys
-
-
-CONFIG_MAPS: dict[str, ConfigMap] = {
-    "llama": ConfigMap(),
-    "mistral": ConfigMap(sliding="window"),
-    "mixtral": ConfigMap(experts="num_local_experts", shared_experts=0, sliding="window"),
-    "qwen2": ConfigMap(sliding="qwen"),
-    "qwen3": ConfigMap(sliding="qwen"),
-    "qwen3_moe": ConfigMap(experts="num_experts", shared_experts=0, sliding="qwen"),
-    "deepseek_v3": ConfigMap(experts="n_routed_experts", shared_experts="n_shared_experts", mla=True),
-    "gpt_oss": ConfigMap(experts="num_local_experts", shared_experts=0, sliding="layer_types"),
-    "phi3": ConfigMap(sliding="window"),
-    # Gemma3TextConfig defaults: the 27B config.json leaves these out of text_config.
-    "gemma3": ConfigMap(nested="text_config", sliding="pattern",
-                        defaults={"vocab_size": 262208, "max_position_embeddings": 131072,
-                                  "sliding_window_pattern": 6}),
-    "gemma3_text": ConfigMap(sliding="pattern",
-                             defaults={"vocab_size": 262208, "max_position_embeddings": 131072,
-                                       "sliding_window_pattern": 6}),
-    # Llama 4 always has one shared expert next to the routed ones (no config key for it).
-    "llama4": ConfigMap(nested="text_config", experts="num_local_experts", shared_experts=1, sliding="chunked",
-                        defaults={"no_rope_layer_interval": 4}),
-}
-
-
-def _dtype(config: Mapping[str, Any], text: Mapping[str, Any]) -> str | None:
-    quant = config.get("quantization_config") or {}
-    if isinstance(quant, Mapping) and quant.get("quant_method") in QUANT_DTYPES:
-        return QUANT_DTYPES[quant["quant_method"]]
-    raw = config.get("torch_dtype") or config.get("dtype") or text.get("torch_dtype") or text.get("dtype")
-    return DTYPES.get(str(raw)) if raw else None
-
-
-def _sliding(rule: str, text: Mapping[str, Any], layers: int) -> tuple[int | None, int | None]:
-    """(window, layers using it); layers None = every layer."""
-    window = text.get("sliding_window")
-    layer_types = text.get("layer_types")
-    if rule == "none":
-        return None, None
-    if isinstance(layer_types, list) and layer_types:
-        count = sum(1 for t in layer_types if t in ("sliding_attention", "chunked_attention"))
-        return (window, count) if window and count else (None, None)
-    if rule == "window":
-        return (window, None) if window else (None, None)
-    if rule == "qwen":
-        if not text.get("use_sliding_window") or not window:
-            return None, None
-        first = text.get("max_window_layers", 0) or 0
-        return window, max(layers - first, 0)
-    if rule == "pattern":
-        pattern = text.get("sliding_window_pattern") or text.get("_sliding_window_pattern")
-        if not window or not pattern:
-            return (window, None) if window else (None, None)
-        return window, layers - layers // int(pattern)
-    if rule == "chunked":
-        chunk = text.get("attention_chunk_size")
-        if not chunk:
-            return None, None
-        no_rope = text.get("no_rope_layers")
-        if isinstance(no_rope, list) and len(no_rope) == layers:
-            return chunk, sum(1 for flag in no_rope if flag)   # 1 = uses RoPE = chunked
-        return chunk, layers - layers // int(text["no_rope_layer_interval"])
-    raise ValueError(f"unknown sliding rule {rule!r}")
+# ------------------------------------------------------------------------------------------ facts
 
 
 def facts_from_config(config: Mapping[str, Any]) -> dict[Path_, Any]:
-    """The model-file facts config.json states, keyed by path (`None` = the fact is absent)."""
-    model_type = str(config.get("model_type", ""))
-    spec = CONFIG_MAPS.get(model_type)
-    if spec is None:
-        raise AimError(f"config.json has model_type {model_type!r}, which fetch-cards cannot map",
-                       f"known model types: {', '.join(sorted(CONFIG_MAPS))} (add a row to CONFIG_MAPS)")
-    text: dict[str, Any] = dict(spec.defaults)
-    text.update((config.get(spec.nested) or {}) if spec.nested else config)
-    missing = [k for k in ("num_hidden_layers", "hidden_size", "num_attention_heads") if k not in text]
-    if missing:
-        raise AimError(f"config.json of model_type {model_type!r} lacks {', '.join(missing)}")
-    layers = int(text["num_hidden_layers"])
-    heads = int(text["num_attention_heads"])
-    kv_heads = int(text.get("num_key_value_heads") or heads)
-    facts: dict[Path_, Any] = {
-        ("architecture",): (config.get("architectures") or [None])[0],
-        ("layers",): layers,
-        ("hidden_size",): int(text["hidden_size"]),
-        ("intermediate_size",): text.get("intermediate_size"),
-        ("max_position_embeddings",): text.get("max_position_embeddings"),
-        ("vocab_size",): text.get("vocab_size"),
-        ("native_dtype",): _dtype(config, text),
-        ("attention", "heads"): heads,
-        ("attention", "kv_heads"): kv_heads,
-    }
-    if spec.mla:
-        nope, rope = int(text["qk_nope_head_dim"]), int(text["qk_rope_head_dim"])
-        facts.update({
-            ("attention", "kind"): "mla",
-            ("attention", "head_dim"): nope + rope,
-            ("attention", "kv_lora_rank"): text.get("kv_lora_rank"),
-            ("attention", "qk_rope_head_dim"): rope,
-            ("attention", "qk_nope_head_dim"): nope,
-            ("attention", "v_head_dim"): text.get("v_head_dim"),
-            ("attention", "q_lora_rank"): text.get("q_lora_rank"),
-        })
-    else:
-        kind = "mha" if kv_heads == heads else "mqa" if kv_heads == 1 else "gqa"
-        facts[("attention", "kind")] = kind
-        facts[("attention", "head_dim")] = int(text.get("head_dim") or int(text["hidden_size"]) // heads)
-    window, window_layers = _sliding(spec.sliding, text, layers)
-    facts[("attention", "sliding_window")] = window
-    facts[("attention", "sliding_window_layers")] = window_layers or 0   # 0 = every layer (or no window)
-    if spec.experts:
-        facts[("moe", "experts")] = text.get(spec.experts)
-        facts[("moe", "experts_per_token")] = text.get("num_experts_per_tok") or text.get("experts_per_token")
-        shared = spec.shared_experts
-        facts[("moe", "shared_experts")] = text.get(shared, 0) if isinstance(shared, str) else shared
-    return {path: value for path, value in facts.items() if value is not None or path in NULLABLE}
+    """The model-file facts config.json states, keyed by path, read by the one config.json reader
+    (`catalog.config_facts`); a model_type outside its table is an error here: fetch-cards writes
+    the catalog and does not guess."""
+    return config_facts.read(config, "config.json", known_only=True).paths()
 
 
 def card_facts(config: Mapping[str, Any], weights_bytes: int | None) -> dict[Path_, Any]:

@@ -13,24 +13,26 @@ really be asked, so `aim-engine plan` for a catalog model stays fast.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from aim_engine.catalog import config_facts
+from aim_engine.catalog.config_facts import Facts
 from aim_engine.catalog.types import Attention, Model, Moe, Variant
 from aim_engine.errors import AimError, shown
 
 HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
-# config.json torch_dtype -> the catalog's native_dtype vocabulary, and bytes per parameter.
-_DTYPES: dict[str, str] = {
-    "bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "float": "fp32",
-    "float8_e4m3fn": "fp8", "float8_e4m3fnuz": "fp8",
-}
+# bytes per parameter of a checkpoint's precision (for a size estimate without an index).
 _BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "mxfp4": 0.5}
+# What a config.json outside the catalog may leave out, and the value the planner assumes then
+# (the transformers LlamaConfig defaults).
+DEFAULT_VOCAB = 32000
+DEFAULT_MAX_POSITIONS = 4096
+DEFAULT_EXPERTS_PER_TOKEN = 2
 
 
 @dataclass(frozen=True)
@@ -59,126 +61,88 @@ class ModelSource:
 # ---------------------------------------------------------------- pure core: config.json -> Model
 
 
-def checkpoint_precision(config: Mapping[str, Any]) -> tuple[str, str | None]:
-    """(catalog precision, quant method) of a checkpoint from its config.json.
+def _facts(config: Any) -> Facts:
+    return config if isinstance(config, Facts) else config_facts.read(config)
+
+
+def checkpoint_precision(config: Any) -> tuple[str, str | None]:
+    """(catalog precision, quant method) of a checkpoint from its config.json (or its `Facts`).
 
     A pre-quantized checkpoint says so in `quantization_config`; otherwise the weights are the
     torch dtype (fp32 checkpoints are served in bf16, as both engines do with dtype=auto).
     """
-    quant = config.get("quantization_config") or {}
-    method = str(quant.get("quant_method") or "").lower() or None
+    facts = _facts(config)
+    method, bits = facts.quant_method, facts.quant_bits
     if method:
-        bits = quant.get("bits") or quant.get("w_bit") or quant.get("weight_bits")
         if method in ("fp8", "fbgemm_fp8"):
             return "fp8", method
         if method == "mxfp4":
             return "mixed", method
-        if bits in (4, "4"):
+        if bits == 4:
             return "int4", method
-        if bits in (8, "8"):
+        if bits == 8:
             return "int8", method
         if method in ("awq", "gptq"):
             return "int4", method
         return "mixed", method
-    dtype = _DTYPES.get(str(config.get("torch_dtype") or config.get("dtype") or "bfloat16").lower(), "bf16")
+    dtype = facts.native_dtype or "bf16"
     return ("bf16" if dtype == "fp32" else dtype), None
 
 
-def estimate_parameters(text: Mapping[str, Any]) -> tuple[int, int]:
+def estimate_parameters(config: Any) -> tuple[int, int]:
     """(total, active) parameters from the architecture numbers, for when no safetensors index
     or file sizes are available. Embeddings + attention + MLP (or experts) per layer."""
-    hidden = int(text["hidden_size"])
-    layers = int(text["num_hidden_layers"])
-    heads = int(text["num_attention_heads"])
-    kv_heads = int(text.get("num_key_value_heads") or heads)
-    head_dim = int(text.get("head_dim") or hidden // heads)
-    vocab = int(text.get("vocab_size") or 32000)
-    inter = int(text.get("intermediate_size") or 4 * hidden)
-    embed = vocab * hidden * (1 if text.get("tie_word_embeddings") else 2)
-    attn = hidden * head_dim * (2 * heads + 2 * kv_heads)
-    experts = int(text.get("num_local_experts") or text.get("num_experts") or text.get("n_routed_experts") or 0)
-    if experts:
-        per_token = int(text.get("num_experts_per_tok") or 2)
-        shared = int(text.get("n_shared_experts") or 0)
-        expert_inter = int(text.get("moe_intermediate_size") or inter)
-        mlp_total = 3 * hidden * expert_inter * (experts + shared)
+    f = _facts(config)
+    hidden, heads, kv_heads = f.hidden_size, f.heads, f.kv_heads
+    vocab = f.vocab_size or DEFAULT_VOCAB
+    inter = f.intermediate_size or 4 * hidden
+    embed = vocab * hidden * (1 if f.tie_word_embeddings else 2)
+    attn = hidden * f.head_dim * (2 * heads + 2 * kv_heads)
+    if f.experts:
+        per_token = f.experts_per_token or DEFAULT_EXPERTS_PER_TOKEN
+        shared = f.shared_experts or 0
+        expert_inter = f.moe_intermediate_size or inter
+        mlp_total = 3 * hidden * expert_inter * (f.experts + shared)
         mlp_active = 3 * hidden * expert_inter * (per_token + shared)
     else:
         mlp_total = mlp_active = 3 * hidden * inter
-    return embed + layers * (attn + mlp_total), embed + layers * (attn + mlp_active)
+    return embed + f.layers * (attn + mlp_total), embed + f.layers * (attn + mlp_active)
 
 
-def _text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Multimodal checkpoints nest the language model's numbers in `text_config`."""
-    nested = config.get("text_config") or config.get("llm_config")
-    if isinstance(nested, Mapping) and "hidden_size" in nested:
-        merged = dict(config)
-        merged.update(nested)
-        return merged
-    return config
-
-
-def model_from_config(config: Mapping[str, Any], model_id: str, weights_bytes: int | None = None,
-                      name: str | None = None) -> Model:
-    """A `Model` for a checkpoint outside the catalog, from its parsed config.json.
+def model_from_config(config: Any, model_id: str, weights_bytes: int | None = None,
+                      name: str | None = None, where: str = "config.json") -> Model:
+    """A `Model` for a checkpoint outside the catalog, from its parsed config.json, read by the
+    one config.json reader (`catalog.config_facts`, which fetch-cards uses for the catalog).
 
     `weights_bytes` is the real size of the weights (safetensors index or file sizes); without
-    it the size is estimated from the architecture. Raises AimError naming the missing key when
-    the config lacks what the planner needs (hidden_size, num_hidden_layers, heads).
+    it the size is estimated from the architecture. Raises ConfigError (an AimError) naming
+    `where`, the key and the bad value when the config cannot be used.
     """
-    text = _text_config(config)
-    missing = [k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads") if not text.get(k)]
-    if missing:
-        raise AimError(
-            f"config.json of {model_id} lacks {', '.join(missing)}: cannot size a recipe for it",
-            hint="serve it with a catalog recipe (AIM_RECIPE_ID) or add a model card in AIM_MODELS_DIR",
-        )
-    precision, _ = checkpoint_precision(config)
-    heads = int(text["num_attention_heads"])
-    kv_heads = int(text.get("num_key_value_heads") or heads)
-    hidden = int(text["hidden_size"])
-    kv_lora = text.get("kv_lora_rank")
-    if kv_lora:
-        kind = "mla"
-    elif kv_heads == heads:
-        kind = "mha"
-    elif kv_heads == 1:
-        kind = "mqa"
-    else:
-        kind = "gqa"
-    sliding = text.get("sliding_window") if text.get("use_sliding_window", True) else None
-    layer_types = text.get("layer_types") or ()
-    sliding_layers = sum(1 for t in layer_types if "sliding" in str(t))
+    facts = config if isinstance(config, Facts) else config_facts.read(config, where)
+    precision, _ = checkpoint_precision(facts)
     attention = Attention(
-        kind=kind, heads=heads, kv_heads=kv_heads,
-        head_dim=int(text.get("head_dim") or hidden // heads),
-        sliding_window=int(sliding) if sliding else None,
-        sliding_window_layers=sliding_layers if sliding else 0,
-        kv_lora_rank=int(kv_lora) if kv_lora else None,
-        qk_rope_head_dim=text.get("qk_rope_head_dim"),
-        qk_nope_head_dim=text.get("qk_nope_head_dim"),
-        v_head_dim=text.get("v_head_dim"),
-        q_lora_rank=text.get("q_lora_rank"),
+        kind=facts.kind, heads=facts.heads, kv_heads=facts.kv_heads, head_dim=facts.head_dim,
+        sliding_window=facts.sliding_window, sliding_window_layers=facts.sliding_window_layers,
+        kv_lora_rank=facts.kv_lora_rank, qk_rope_head_dim=facts.qk_rope_head_dim,
+        qk_nope_head_dim=facts.qk_nope_head_dim, v_head_dim=facts.v_head_dim, q_lora_rank=facts.q_lora_rank,
     )
-    experts = int(text.get("num_local_experts") or text.get("num_experts") or text.get("n_routed_experts") or 0)
-    moe = Moe(experts=experts, experts_per_token=int(text.get("num_experts_per_tok") or 2),
-              shared_experts=int(text.get("n_shared_experts") or 0)) if experts else None
-    total, active = estimate_parameters(text)
+    moe = Moe(experts=facts.experts, experts_per_token=facts.experts_per_token or DEFAULT_EXPERTS_PER_TOKEN,
+              shared_experts=facts.shared_experts or 0) if facts.experts else None
+    total, active = estimate_parameters(facts)
     native = {"mixed": "mxfp4"}.get(precision, precision)   # int8: served as is (memory.native_precision)
     if weights_bytes is None:
-        weights_bytes = int(total * _BYTES.get(precision if precision != "mixed" else "mxfp4", 2.0))
-    archs = config.get("architectures") or ["unknown"]
+        weights_bytes = int(total * _BYTES.get(native, 2.0))
     slug = re.sub(r"[^a-z0-9.-]+", "-", (name or model_id).rsplit("/", 1)[-1].lower()).strip("-.") or "model"
     return Model(
-        model_id=model_id, huggingface_id=model_id, slug=slug, architecture=str(archs[0]),
+        model_id=model_id, huggingface_id=model_id, slug=slug, architecture=facts.architecture or "unknown",
         parameters_total=total, parameters_active=active,
-        layers=int(text["num_hidden_layers"]), hidden_size=hidden, attention=attention,
-        max_position_embeddings=int(text.get("max_position_embeddings") or text.get("max_sequence_length") or 4096),
-        vocab_size=int(text.get("vocab_size") or 32000), native_dtype=native,
+        layers=facts.layers, hidden_size=facts.hidden_size, attention=attention,
+        max_position_embeddings=facts.max_position_embeddings or DEFAULT_MAX_POSITIONS,
+        vocab_size=facts.vocab_size or DEFAULT_VOCAB, native_dtype=native,
         weights_bytes=int(weights_bytes), license="unknown", gated=False,
-        trust_remote_code=bool(config.get("auto_map")), moe=moe,
-        intermediate_size=text.get("intermediate_size"),
-        multimodal="text_config" in config or "vision_config" in config,
+        trust_remote_code=facts.needs_remote_code, moe=moe,
+        intermediate_size=facts.intermediate_size,
+        multimodal=facts.multimodal,
         description="synthesized from config.json (not in the catalog)",
     )
 
@@ -186,33 +150,28 @@ def model_from_config(config: Mapping[str, Any], model_id: str, weights_bytes: i
 # ---------------------------------------------------------------- the edge: disk and network
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise AimError(f"cannot read {what} {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise AimError(f"{what} {path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
-    if not isinstance(data, dict):
-        raise AimError(f"{what} {path} must hold a JSON object, got {type(data).__name__}")
-    return data
+def _read_config(path: Path) -> Facts:
+    """config.json's facts; a ConfigError naming the file for anything unusable."""
+    return config_facts.read_file(path)[1]
 
 
 def weights_size_in(directory: Path) -> int | None:
     """Bytes of the weights in a checkpoint directory: the safetensors index's total_size, else
-    the sum of *.safetensors (or *.bin) files; None when there are none (then we estimate)."""
-    index = directory / "model.safetensors.index.json"
+    the sum of *.safetensors (or *.bin) files; None when there are none (then we estimate). A
+    damaged index (not an object, a size that is not a whole number of bytes) is an error naming
+    the file, not a silent estimate."""
+    index = directory / config_facts.INDEX_FILE
     if index.is_file():
-        try:
-            total = json.loads(index.read_text(encoding="utf-8")).get("metadata", {}).get("total_size")
-            if total:
-                return int(total)
-        except (OSError, ValueError):
-            pass
+        total = config_facts.total_size(config_facts.load_json(index, "safetensors index"), str(index))
+        if total:
+            return total
     for pattern in ("*.safetensors", "*.bin"):
-        files = [p for p in directory.glob(pattern) if p.is_file()]
-        if files:
-            return sum(p.stat().st_size for p in files)
+        try:
+            files = [p for p in directory.glob(pattern) if p.is_file()]
+            if files:
+                return sum(p.stat().st_size for p in files)
+        except OSError as exc:
+            raise AimError(f"cannot list the weights in {directory}: {exc.strerror or exc}") from None
     return None
 
 
@@ -303,7 +262,7 @@ def _probe_config(repo_id: str, settings: Any) -> None:
                  get_logger("aim_engine.planner", model=repo_id))
 
 
-def _hub_fetch(repo_id: str, settings: Any) -> tuple[dict[str, Any], int | None]:
+def _hub_fetch(repo_id: str, settings: Any) -> tuple[Facts, int | None]:
     """config.json (and the weights size) of a repo from the hub; every failure is an AimError
     naming the repo and the endpoint, never the token."""
     from huggingface_hub import hf_hub_download  # lazily: heavy, and most boots never need it
@@ -317,21 +276,38 @@ def _hub_fetch(repo_id: str, settings: Any) -> tuple[dict[str, Any], int | None]
         config_path = hf_hub_download(repo_id, "config.json", **common)
     except Exception as exc:  # noqa: BLE001 — every failure is told apart in _hub_error
         raise _hub_error(exc, repo_id, settings) from None
-    config = _read_json(Path(config_path), "config.json")
+    facts = _read_config(Path(config_path))
     size: int | None = None
     try:
-        index_path = hf_hub_download(repo_id, "model.safetensors.index.json", **common)
-        size = int(json.loads(Path(index_path).read_text(encoding="utf-8"))["metadata"]["total_size"])
-    except Exception:
+        index_path: str | None = hf_hub_download(repo_id, config_facts.INDEX_FILE, **common)
+    except Exception:  # noqa: BLE001 — no index (a single-file checkpoint) or unreadable: measured below
+        index_path = None
+    if index_path is not None:   # the index's content is checked: a damaged one is an error, not a guess
+        size = config_facts.total_size(config_facts.load_json(Path(index_path), "safetensors index"), index_path)
+    if size is None:
         try:  # single-file checkpoints have no index: ask for the file's size
             from huggingface_hub import HfApi
 
             api = HfApi(endpoint=common["endpoint"], token=settings.hf_token or False)
             infos = api.get_paths_info(repo_id, ["model.safetensors"], revision=settings.model_revision)
             size = sum(int(getattr(i, "size", 0) or 0) for i in infos) or None
-        except Exception:
+        except Exception:  # noqa: BLE001 — the size is then estimated from the architecture
             size = None
-    return config, size
+    return facts, size
+
+
+def _remote_code(model: Model, settings: Any, where: str) -> tuple[str, ...]:
+    """A checkpoint outside the catalog whose config.json has `auto_map` needs the engine's
+    --trust-remote-code, which runs Python code from that repository inside the container: only
+    with the explicit opt-in AIM_TRUST_REMOTE_CODE (catalog models carry their own reviewed flag)."""
+    if not model.trust_remote_code:
+        return ()
+    if not getattr(settings, "trust_remote_code", False):
+        raise AimError(f"{model.model_id} needs --trust-remote-code: {where} has auto_map, so loading it runs "
+                       "Python code from the model's repository inside the container",
+                       hint="set AIM_TRUST_REMOTE_CODE=true if you trust that repository's code, or serve a "
+                            "catalog model (`aim-engine recipes list --all`)")
+    return (f"AIM_TRUST_REMOTE_CODE=true: {model.model_id} runs with --trust-remote-code ({where} has auto_map)",)
 
 
 def _looks_local(value: str) -> bool:
@@ -355,7 +331,7 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
-def _local(requested: str, path: Path, served: str | None) -> ModelSource:
+def _local(requested: str, path: Path, served: str | None, settings: Any) -> ModelSource:
     """A model directory on disk (KServe: /mnt/models): facts from its config.json."""
     if not _is_dir(path):
         raise AimError(f"AIM_MODEL_ID={requested!r} looks like a path but is not a directory",
@@ -365,13 +341,15 @@ def _local(requested: str, path: Path, served: str | None) -> ModelSource:
         raise AimError(f"AIM_MODEL_ID={requested!r}: the directory has no config.json",
                        hint="point it at a Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer)")
     directory = path.resolve()
-    config = _read_json(config_file, "config.json")
+    facts = _read_config(config_file)
     name = served or directory.name
-    model = model_from_config(config, str(directory), weights_size_in(directory), name=name)
-    _, quant = checkpoint_precision(config)
+    model = model_from_config(facts, str(directory), weights_size_in(directory), name=name)
+    _, quant = checkpoint_precision(facts)
+    remote = _remote_code(model, settings, str(config_file))
     return ModelSource(requested, "local", model, name, checkpoint=str(directory), quantization=quant,
                        notes=(f"local directory {directory}; served as {name!r}"
-                              + ("" if served else " (its directory name; set AIM_SERVED_MODEL_NAME to change)"),))
+                              + ("" if served else " (its directory name; set AIM_SERVED_MODEL_NAME to change)"),
+                              *remote))
 
 
 def resolve(settings: Any, catalog: Any, model_id: str | None = None) -> ModelSource:
@@ -386,7 +364,7 @@ def resolve(settings: Any, catalog: Any, model_id: str | None = None) -> ModelSo
 
     path = _user_path(requested)
     if _looks_local(requested):
-        return _local(requested, path, served)
+        return _local(requested, path, served, settings)
     model = catalog.find_model(requested)
     if model is not None:
         variant = next((v for v in model.variants if v.huggingface_id.lower() == requested.lower()), None)
@@ -397,7 +375,7 @@ def resolve(settings: Any, catalog: Any, model_id: str | None = None) -> ModelSo
                                   + (f", variant {variant.huggingface_id} ({variant.precision})" if variant else ""),))
 
     if _is_dir(path):
-        return _local(requested, path, served)
+        return _local(requested, path, served, settings)
     if not HF_ID.match(requested):
         names = sorted({a for m in catalog.models for a in (m.slug, *m.aliases)})[:12]
         raise AimError(f"AIM_MODEL_ID={requested!r} is not a catalog model, a local directory or a Hugging Face id "
@@ -407,7 +385,7 @@ def resolve(settings: Any, catalog: Any, model_id: str | None = None) -> ModelSo
 
     snapshot = cached_snapshot(settings.hub_cache, requested, settings.model_revision)
     if snapshot is not None:
-        config = _read_json(snapshot / "config.json", "config.json")
+        facts = _read_config(snapshot / "config.json")
         size = weights_size_in(snapshot)
         origin = f"config.json from the cache ({snapshot})"
     elif settings.offline:
@@ -417,9 +395,10 @@ def resolve(settings: Any, catalog: Any, model_id: str | None = None) -> ModelSo
     else:
         from aim_engine.cache.download import endpoint_of   # loaded by _hub_fetch already
 
-        config, size = _hub_fetch(requested, settings)
+        facts, size = _hub_fetch(requested, settings)
         origin = f"config.json from {endpoint_of(settings)}"
-    model = model_from_config(config, requested, size)
-    _, quant = checkpoint_precision(config)
+    model = model_from_config(facts, requested, size)
+    _, quant = checkpoint_precision(facts)
+    remote = _remote_code(model, settings, f"config.json of {requested}")
     return ModelSource(requested, "hub", model, served or requested, checkpoint=requested, quantization=quant,
-                       notes=(f"{requested} is not in the catalog: {origin}",))
+                       notes=(f"{requested} is not in the catalog: {origin}", *remote))
