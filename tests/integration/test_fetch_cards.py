@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from aim_engine.catalog import cards
-from aim_engine.catalog.cards import RetryPolicy
+from aim_engine.cache.download import RetryPolicy
 from aim_engine.errors import AimError
 from aim_engine.settings import Settings
 from tests.support.hf_server import Fault, HubServer
@@ -130,15 +130,17 @@ def test_gated_model_needs_a_granted_token_which_is_never_printed(hub: HubServer
     with pytest.raises(AimError):
         cards.run(models, _settings(hub, token=TOKEN), check=True, out=code_lines.append, err=code_lines.append)
     text = "\n".join(code_lines)
-    assert "refused HF_TOKEN (invalid credentials) while reading meta-llama/Llama-3.1-8B-Instruct" in text
+    # worded by the one hub-error translator (cache.download.translate), naming the file it read
+    assert "rejected HF_TOKEN (HTTP 401: invalid or expired token) for meta-llama/Llama-3.1-8B-Instruct/config.json" \
+        in text
     assert TOKEN not in text and TOKEN not in str(err.value)    # an unknown token: refused, never echoed
 
     hub.add_token(TOKEN, grant=[])                              # a valid token without access to the repo
     code_lines.clear()
     with pytest.raises(AimError):
         cards.run(models, _settings(hub, token=TOKEN), check=True, out=code_lines.append, err=code_lines.append)
-    assert "meta-llama/Llama-3.1-8B-Instruct is a gated model and the HF_TOKEN given has no access" in "\n".join(
-        code_lines)
+    assert "meta-llama/Llama-3.1-8B-Instruct is a gated model and the account of HF_TOKEN has no access" in \
+        "\n".join(code_lines)
 
     hub.add_token(TOKEN, grant=["meta-llama/Llama-3.1-8B-Instruct"])
     code, lines = _run(models, _settings(hub, token=TOKEN), check=True)
@@ -156,7 +158,7 @@ def test_gated_error_from_fetch_card_names_the_model(hub: HubServer, tmp_path: P
 def test_rate_limit_is_retried_until_success(hub: HubServer, tmp_path: Path) -> None:
     hub.add_fault(Fault(path="/Qwen/Qwen3-8B/resolve/*/config.json", status=429, times=2, retry_after=0))
     hub.reset_stats()
-    card = cards.fetch_card("Qwen/Qwen3-8B", _settings(hub), policy=RetryPolicy(attempts=4, base_delay=0.05))
+    card = cards.fetch_card("Qwen/Qwen3-8B", _settings(hub), policy=RetryPolicy(attempts=4, base=0.05))
     assert card.config == QWEN3_8B and card.weights_bytes == QWEN_TOTAL
     paths = hub.stats()["paths"]
     config_requests = sum(n for p, v in paths.items() if p.endswith("/config.json")
@@ -166,16 +168,16 @@ def test_rate_limit_is_retried_until_success(hub: HubServer, tmp_path: Path) -> 
 
 def test_server_errors_that_persist_become_a_clear_error(hub: HubServer) -> None:
     hub.add_fault(Fault(path="/Qwen/Qwen3-8B/resolve/*/config.json", status=503, times=None, retry_after=0))
-    with pytest.raises(AimError, match="Qwen/Qwen3-8B.*HTTP 503"):
-        cards.fetch_card("Qwen/Qwen3-8B", _settings(hub), policy=RetryPolicy(attempts=2, base_delay=0.01),
+    with pytest.raises(AimError, match="HTTP 503 for Qwen/Qwen3-8B/config.json after retries"):
+        cards.fetch_card("Qwen/Qwen3-8B", _settings(hub), policy=RetryPolicy(attempts=2, base=0.01),
                          sleep=lambda s: None)
 
 
 def test_missing_repo_is_a_clear_error(hub: HubServer, tmp_path: Path) -> None:
-    with pytest.raises(AimError, match="org/does-not-exist was not found"):
+    with pytest.raises(AimError, match="model 'org/does-not-exist' was not found on .*HF_TOKEN is not set"):
         cards.fetch_card("org/does-not-exist", _settings(hub))
     hub.add_token("hf_valid", grant=[])
-    with pytest.raises(AimError, match="org/does-not-exist was not found.*HTTP 404"):
+    with pytest.raises(AimError, match="model 'org/does-not-exist' was not found on .*HF_TOKEN has no access"):
         cards.fetch_card("org/does-not-exist", _settings(hub, token="hf_valid"))
 
 
@@ -214,7 +216,7 @@ def test_model_filter_and_cli_exit_codes(hub: HubServer, tmp_path: Path) -> None
     # phi-4 is not on this hub: a clean error (exit 1, no traceback), naming the model.
     done = subprocess.run(cli[:-2] + ["--model", "phi4"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
-    assert "phi-4.yaml: error: microsoft/phi-4 was not found" in done.stderr and "Traceback" not in done.stderr
+    assert "phi-4.yaml: error: model 'microsoft/phi-4' was not found" in done.stderr and "Traceback" not in done.stderr
 
     unknown = subprocess.run(cli[:-2] + ["--model", "no-such-model"], env=env, capture_output=True, text=True,
                              timeout=120)

@@ -18,11 +18,14 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aim_engine.catalog import cards
-from aim_engine.catalog.cards import Change, RetryPolicy
+from aim_engine.catalog import cards, model_file_patch
+from aim_engine.cache.download import RetryPolicy, with_retries
+from aim_engine.logs import get_logger
+from aim_engine.catalog.model_file_patch import Change
 from aim_engine.errors import AimError
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
+LOG = get_logger("tests.cards")
 
 LLAMA_31_8B = {
     "architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336,
@@ -98,7 +101,7 @@ REAL = [
 def test_published_configs_match_the_shipped_model_files(filename: str, config: dict, total: int) -> None:
     doc = yaml.safe_load((MODELS / filename).read_text())
     facts = cards.card_facts(config, total)
-    assert cards.diff(doc, facts) == []
+    assert model_file_patch.diff(doc, facts) == []
 
 
 def test_bf16_checkpoint_gives_parameter_count_from_its_byte_total() -> None:
@@ -148,7 +151,7 @@ def test_unknown_model_type_is_a_clear_error() -> None:
 def test_diff_reports_real_differences_only() -> None:
     doc = yaml.safe_load((MODELS / "qwen3-8b.yaml").read_text())
     facts = cards.card_facts({**QWEN3_8B, "num_hidden_layers": 40}, 16381470722)
-    described = sorted(c.describe() for c in cards.diff(doc, facts))
+    described = sorted(c.describe() for c in model_file_patch.diff(doc, facts))
     assert described == [
         "layers: 36 -> 40",
         "parameters.active: 8190735360 -> 8190735361",
@@ -184,7 +187,7 @@ def test_apply_changes_rewrites_only_changed_values() -> None:
     changes = [Change(("layers",), 4, 6, True), Change(("variants", 0, "weights_bytes"), 150, 151, True),
                Change(("attention", "sliding_window"), None, 512, False),
                Change(("moe", "experts"), None, 8, False)]
-    out = cards.apply_changes(SAMPLE, changes)
+    out = model_file_patch.apply_changes(SAMPLE, changes)
     doc = yaml.safe_load(out)
     assert doc["layers"] == 6 and doc["variants"][0]["weights_bytes"] == 151
     assert doc["attention"]["sliding_window"] == 512 and doc["moe"] == {"experts": 8}
@@ -202,7 +205,7 @@ def test_apply_changes_rewrites_only_changed_values() -> None:
 def test_apply_changes_round_trips(layers: int, total: int, heads: int) -> None:
     changes = [Change(("layers",), 4, layers, True), Change(("parameters", "total"), 100, total, True),
                Change(("attention", "heads"), 8, heads, True)]
-    out = cards.apply_changes(SAMPLE, changes)
+    out = model_file_patch.apply_changes(SAMPLE, changes)
     doc, before = yaml.safe_load(out), yaml.safe_load(SAMPLE)
     before["layers"], before["parameters"]["total"], before["attention"]["heads"] = layers, total, heads
     assert doc == before
@@ -212,7 +215,7 @@ def test_apply_changes_round_trips(layers: int, total: int, heads: int) -> None:
 def test_write_atomic_never_leaves_a_half_written_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "m.yaml"
     target.write_text(SAMPLE)
-    cards.write_atomic(target, "layers: 5\n")
+    model_file_patch.write_atomic(target, "layers: 5\n")
     assert target.read_text() == "layers: 5\n"
 
     def broken_replace(src: str, dst: str) -> None:
@@ -220,7 +223,7 @@ def test_write_atomic_never_leaves_a_half_written_file(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError):
-        cards.write_atomic(target, "layers: 6\n")
+        model_file_patch.write_atomic(target, "layers: 6\n")
     assert target.read_text() == "layers: 5\n"
     assert [p.name for p in tmp_path.iterdir()] == ["m.yaml"]   # no temp file left behind
 
@@ -242,7 +245,7 @@ def test_retries_honour_retry_after_then_back_off_exponentially() -> None:
             raise item
         return item
 
-    assert cards.with_retries(call, RetryPolicy(attempts=5, base_delay=1, max_delay=30), slept.append) == "ok"
+    assert with_retries(call, RetryPolicy(attempts=5, base=1, max_wait=30), "config.json", LOG, slept.append) == "ok"
     assert slept == [3.0, 2.0, 4.0]     # Retry-After wins; then 1 x 2^(attempt-1) for attempts 2 and 3
 
 
@@ -256,7 +259,7 @@ def test_retries_give_up_and_never_retry_client_errors() -> None:
         raise _http_error(503)
 
     with pytest.raises(Exception, match="503"):
-        cards.with_retries(always_503, RetryPolicy(attempts=3), lambda s: None)
+        with_retries(always_503, RetryPolicy(attempts=3), "config.json", LOG, lambda s: None)
     assert len(calls) == 3
 
     request = httpx2.Request("GET", "http://127.0.0.1:1/x")
@@ -268,7 +271,7 @@ def test_retries_give_up_and_never_retry_client_errors() -> None:
         raise gated
 
     with pytest.raises(GatedRepoError):
-        cards.with_retries(gated_call, RetryPolicy(attempts=5), lambda s: None)
+        with_retries(gated_call, RetryPolicy(attempts=5), "config.json", LOG, lambda s: None)
     assert len(calls) == 1
 
 

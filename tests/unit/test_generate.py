@@ -3,7 +3,6 @@ determinism, `--check`, and that the committed catalog is exactly what it genera
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import random
 import subprocess
@@ -228,8 +227,12 @@ def test_every_model_gets_recipes_and_every_generated_config_fits():
 
 
 # ------------------------------------------------------------------------------ file edge
-def _args(out: Path, check: bool = False, models_dir: Path | None = None) -> argparse.Namespace:
-    return argparse.Namespace(models_dir=str(models_dir) if models_dir else None, out=str(out), check=check)
+def _generate(out: Path, check: bool = False, models_dir: Path | None = None) -> int:
+    """`aim-engine recipes generate` in-process: the command prints what the typed report says."""
+    from aim_engine import cli
+
+    return cli.main(["recipes", "generate", "--out", str(out), *(["--models-dir", str(models_dir)] if models_dir else []),
+                     *(["--check"] if check else [])])
 
 
 def _tiny_models_dir(tmp_path: Path) -> Path:
@@ -244,10 +247,10 @@ def _tiny_models_dir(tmp_path: Path) -> Path:
 
 def test_generate_then_check_then_drift_then_stale(tmp_path, capsys):
     models, out = _tiny_models_dir(tmp_path), tmp_path / "out"
-    assert generate.main(_args(out, models_dir=models)) == 0
+    assert _generate(out, models_dir=models) == 0
     files = sorted(p.name for p in out.glob("*.yaml"))
     assert "phi-4-mi250-bf16.yaml" in files and "llama-3.1-8b-instruct-mi300x-fp8.yaml" in files
-    assert generate.main(_args(out, check=True, models_dir=models)) == 0
+    assert _generate(out, check=True, models_dir=models) == 0
 
     drifted = out / "phi-4-mi250-bf16.yaml"
     drifted.write_text(drifted.read_text().replace("'0.9'", "'0.8'"))
@@ -256,14 +259,14 @@ def test_generate_then_check_then_drift_then_stale(tmp_path, capsys):
     hand = out / "hand-written-mi300x-bf16.yaml"
     hand.write_text("recipe_id: hand-written-mi300x-bf16\n")
     capsys.readouterr()
-    assert generate.main(_args(out, check=True, models_dir=models)) == 1
+    assert _generate(out, check=True, models_dir=models) == 1
     printed = capsys.readouterr().out
     assert f"would update: {drifted}" in printed and f"would remove: {stale}" in printed
     assert "hand-written" not in printed
 
-    assert generate.main(_args(out, models_dir=models)) == 0
+    assert _generate(out, models_dir=models) == 0
     assert not stale.exists() and hand.exists() and "'0.8'" not in drifted.read_text()
-    assert generate.main(_args(out, check=True, models_dir=models)) == 0
+    assert _generate(out, check=True, models_dir=models) == 0
 
 
 def test_cli_check_exit_code_through_a_real_process(tmp_path):

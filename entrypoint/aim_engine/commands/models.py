@@ -9,6 +9,7 @@ The work is in `aim_engine.catalog.cards`; this module only parses arguments.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from aim_engine.errors import AimError
@@ -44,4 +45,7 @@ def fetch_cards(models_dir: Path | None, *, check: bool, model: str | None = Non
         from aim_engine.catalog.paths import shipped_models_dir
 
         models_dir = shipped_models_dir()
-    return cards.run(Path(models_dir), Settings.from_env(), check=check, model=model)
+    def err(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    return cards.run(Path(models_dir), Settings.from_env(), check=check, model=model, out=print, err=err)

@@ -1,8 +1,10 @@
-"""`aim-engine recipes list|generate`: dispatch only; the work lives in the planner."""
+"""`aim-engine recipes list|generate`: parse, call the planner with typed options, print."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,9 +23,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args._action == "list":
-        from aim_engine.planner.listing import main as list_main
+        return _list(args)
+    return _generate(args)
 
-        return list_main(args)
-    from aim_engine.planner.generate import main as generate_main
 
-    return generate_main(args)
+def _list(args: argparse.Namespace) -> int:
+    import json
+
+    from aim_engine.logs import configure_from
+    from aim_engine.planner.listing import ListOptions, list_recipes, text_lines
+    from aim_engine.settings import Settings
+
+    settings = Settings.from_env()
+    configure_from(settings)
+    listing = list_recipes(ListOptions(model=args.model, include_all=args.all), settings)
+    if args.json:
+        print(json.dumps(listing.to_dict(), indent=2))
+    else:
+        print("\n".join(text_lines(listing.rows, listing.header)))
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from aim_engine.planner.generate import GenerateOptions, generate
+
+    report = generate(GenerateOptions(models_dir=Path(args.models_dir) if args.models_dir else None,
+                                      out=Path(args.out) if args.out else None, check=args.check))
+    if not report.check:
+        print(f"{report.total} recipes in {report.out_dir}: {len(report.changed)} written, "
+              f"{report.total - len(report.changed)} unchanged, {len(report.stale)} removed")
+        return 0
+    if report.up_to_date:
+        print(f"recipes up to date: {report.total} recipes in {report.out_dir}")
+        return 0
+    for path in report.changed:
+        print(f"would {'create' if path in report.created else 'update'}: {path}")
+    for path in report.stale:
+        print(f"would remove: {path}")
+    print(f"{len(report.changed) + len(report.stale)} file(s) out of date; run `aim-engine recipes generate`",
+          file=sys.stderr)
+    return 1

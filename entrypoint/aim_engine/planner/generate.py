@@ -16,8 +16,6 @@ The pure part (`build_documents`) is separate from the file edge (`main`).
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
@@ -416,32 +414,48 @@ def plan_files(models_dir: Path, out_dir: Path, recipes_dir: Path) -> tuple[dict
     return wanted, stale
 
 
-def main(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class GenerateOptions:
+    """What `aim-engine recipes generate` was asked (commands/recipes.py builds it)."""
+
+    models_dir: Path | None = None     # default: the shipped models/
+    out: Path | None = None            # default: the shipped recipes/
+    check: bool = False                # report what would change, write nothing
+
+
+@dataclass(frozen=True)
+class GenerateReport:
+    """What a generation did (or, with `check`, would do); the command prints it."""
+
+    out_dir: Path
+    total: int
+    changed: tuple[Path, ...]          # written (or out of date), new files included
+    created: tuple[Path, ...]          # the subset of `changed` that did not exist
+    stale: tuple[Path, ...]            # generated files no model produces any more (removed)
+    check: bool
+
+    @property
+    def up_to_date(self) -> bool:
+        return not self.changed and not self.stale
+
+
+def generate(options: GenerateOptions) -> GenerateReport:
+    """Regenerate the recipes (or only compare, with `check`): the file edge of the generator."""
     from aim_engine.atomic import write_text
     from aim_engine.catalog import paths
 
-    models_dir = Path(args.models_dir) if getattr(args, "models_dir", None) else paths.shipped_models_dir()
+    models_dir = options.models_dir or paths.shipped_models_dir()
     recipes_dir = paths.shipped_recipes_dir()
-    out_dir = Path(args.out) if getattr(args, "out", None) else recipes_dir
+    out_dir = options.out or recipes_dir
     if not models_dir.is_dir():
         raise AimError(f"models directory {models_dir} does not exist", hint="pass --models-dir DIR")
     wanted, stale = plan_files(models_dir, out_dir, recipes_dir)
     changed = [p for p, text in wanted.items() if not p.is_file() or p.read_text(encoding="utf-8") != text]
-    if getattr(args, "check", False):
-        if not changed and not stale:
-            print(f"recipes up to date: {len(wanted)} recipes in {out_dir}")
-            return 0
+    created = [p for p in changed if not p.is_file()]
+    if not options.check:
+        out_dir.mkdir(parents=True, exist_ok=True)
         for path in changed:
-            print(f"would {'update' if path.is_file() else 'create'}: {path}")
+            write_text(path, wanted[path], keep_mode=True)
         for path in stale:
-            print(f"would remove: {path}")
-        print(f"{len(changed) + len(stale)} file(s) out of date; run `aim-engine recipes generate`", file=sys.stderr)
-        return 1
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for path in changed:
-        write_text(path, wanted[path], keep_mode=True)
-    for path in stale:
-        path.unlink()
-    print(f"{len(wanted)} recipes in {out_dir}: {len(changed)} written, "
-          f"{len(wanted) - len(changed)} unchanged, {len(stale)} removed")
-    return 0
+            path.unlink()
+    return GenerateReport(out_dir, len(wanted), tuple(changed), tuple(created), tuple(stale), options.check)

@@ -17,10 +17,8 @@ lists the catalog, `aim-engine plan` shows the choice.
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, TextIO
+from typing import Any, Iterable
 
 from aim_engine.columns import align
 
@@ -117,51 +115,60 @@ def classify(recipes: Iterable[Any], catalog: Any, hardware: Any, include_all: b
     return rows
 
 
-def render_text(rows: list[Row], header: str, out: TextIO) -> None:
-    print(header, file=out)
+def text_lines(rows: list[Row], header: str) -> list[str]:
+    """The human listing, line by line (the command prints them)."""
+    lines = [header]
     if not rows:
-        print("  (no recipes match; --all lists recipes for other hardware too)", file=out)
-        return
+        return lines + ["  (no recipes match; --all lists recipes for other hardware too)"]
     table = [["recipe", "engine", "GPUs", "precision", "status", "GiB/GPU", "context", "note"]]
     for r in rows:
         gib = f"{r.gib_per_gpu:.1f}/{r.usable_gib:.0f}" if r.gib_per_gpu is not None else "-"
         ctx = str(r.context) if r.status != LESS_CONTEXT else f"{r.context} -> {r.fits_context}"
         table.append([r.recipe_id, r.engine, str(r.gpus), r.precision, r.status, gib, ctx, r.reason])
-    for line in align(table):
-        print("  " + line, file=out)
+    lines += ["  " + line for line in align(table)]
     counts = {s: sum(1 for r in rows if r.status == s) for s in (RUNNABLE, LESS_CONTEXT, INCOMPATIBLE)}
-    print("  " + ", ".join(f"{n} {s}" for s, n in counts.items()), file=out)
+    return lines + ["  " + ", ".join(f"{n} {s}" for s, n in counts.items())]
 
 
-def main(args: Any) -> int:
+@dataclass(frozen=True)
+class ListOptions:
+    """What `aim-engine recipes list` was asked (commands/recipes.py builds it)."""
+
+    model: str | None = None
+    include_all: bool = False
+
+
+@dataclass(frozen=True)
+class Listing:
+    hardware: Any
+    header: str
+    rows: list[Row]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hardware": self.hardware.to_dict(), "recipes": [asdict(r) for r in self.rows]}
+
+
+def list_recipes(options: ListOptions, settings: Any) -> Listing:
+    """The catalog's recipes classified for the detected hardware (the edge: detect, load)."""
     from aim_engine.catalog import Catalog
     from aim_engine.errors import AimError
     from aim_engine.hardware import detect
-    from aim_engine.logs import configure_from
-    from aim_engine.settings import Settings
 
-    settings = Settings.from_env()
-    configure_from(settings)
     hardware = detect(settings)
     catalog = Catalog.load(settings)
-    if getattr(args, "model", None):
-        model = catalog.find_model(args.model)
+    if options.model:
+        model = catalog.find_model(options.model)
         if model is None:
             names = sorted(m.slug for m in catalog.models)
-            raise AimError(f"--model {args.model!r} is not a catalog model",
+            raise AimError(f"--model {options.model!r} is not a catalog model",
                            hint="catalog models: " + ", ".join(names))
         recipes: list[Any] = catalog.recipes_for(model)     # reads only that model's recipe files
     else:
         recipes = list(catalog.recipes)
-    rows = classify(recipes, catalog, hardware, include_all=bool(getattr(args, "all", False)))
+    rows = classify(recipes, catalog, hardware, include_all=options.include_all)
     if hardware.is_cpu:
         where = f"no GPU (CPU: {hardware.cpu.model})"
     else:
         where = (f"{hardware.gpu_count}x {hardware.gpu_model} ({hardware.gfx}, "
                  f"{hardware.memory_per_gpu_bytes / 1024**3:.0f} GiB per GPU)")
-    if getattr(args, "json", False):
-        json.dump({"hardware": hardware.to_dict(), "recipes": [asdict(r) for r in rows]}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        render_text(rows, f"recipes on {where}:", sys.stdout)
-    return 0
+    return Listing(hardware, f"recipes on {where}:", rows)
