@@ -84,9 +84,9 @@ def test_unreachable_hub_is_named_as_such_after_a_few_quick_tries(tmp_path, call
 
 @pytest.mark.parametrize("model, env, fault, words", [
     ("org/noconfig", {}, None, ["org/noconfig has no config.json", "not a transformers checkpoint"]),
-    ("org/nope", {}, None, ["no such model", "org/nope"]),
-    ("org/gated", {}, None, ["org/gated is gated", "HF_TOKEN is not set"]),
-    ("org/gated", {"HF_TOKEN": TOKEN}, None, ["org/gated is gated", "HF_TOKEN's account has access"]),
+    ("org/nope", {}, None, ["model 'org/nope' was not found on", "HF_TOKEN is not set"]),
+    ("org/gated", {}, None, ["org/gated is a gated model", "HF_TOKEN is not set"]),
+    ("org/gated", {"HF_TOKEN": TOKEN}, None, ["org/gated is a gated model", "the account of HF_TOKEN has no access"]),
     ("org/tiny", {"HF_TOKEN": "hf_" + "z" * 30}, None, ["rejected HF_TOKEN", "HTTP 401"]),
     ("org/tiny", {}, Fault(path="*/config.json", method="HEAD", status=403), ["refused access", "HTTP 403"]),
     ("org/tiny", {}, Fault(path="*/config.json", method="HEAD", status=404), ["HTTP 404", "AIM_MODEL_REVISION"]),

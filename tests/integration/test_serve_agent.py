@@ -198,7 +198,7 @@ def _expect_failure(agent: Agent, words: list[str], failed_phase: str, code: int
 def test_unknown_model(tmp_path, fake_bin, hub, agents):
     agent = start_agent(tmp_path, _env(tmp_path, fake_bin, AIM_MODEL_ID="nobody/nothing", HF_ENDPOINT=hub.url))
     agents.append(agent)
-    _expect_failure(agent, ["nobody/nothing", "no such model"], "selecting", code=1)
+    _expect_failure(agent, ["nobody/nothing", "was not found on"], "selecting", code=1)
 
 
 def test_no_fitting_recipe(tmp_path, fake_bin, agents):

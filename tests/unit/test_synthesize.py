@@ -143,7 +143,7 @@ def test_hub_through_the_real_client(tmp_path: Path) -> None:
         assert source.kind == "hub" and source.model.hidden_size == 64
         assert source.model.weights_bytes == 2 * 64_000
         assert hub.file_requests("org/tiny", "config.json") >= 1
-        with pytest.raises(AimError, match="no such model"):
+        with pytest.raises(AimError, match="model 'org/nope' was not found on"):
             resolve(settings(AIM_MODEL_ID="org/nope", **base), EMPTY)
         with pytest.raises(AimError, match="gated") as info:
             resolve(settings(AIM_MODEL_ID="org/gated", HF_TOKEN="hf_" + "x" * 30, **base), EMPTY)

@@ -204,34 +204,22 @@ PROBE_RETRY = dict(attempts=3, base=0.5, max_wait=2.0, max_retry_after=5.0)
 
 
 def _hub_error(exc: BaseException, repo_id: str, settings: Any) -> AimError:
-    """What went wrong reading config.json from the hub, told apart from the error huggingface_hub
-    wraps it in (a 403 or a refused connection both surface as "entry not found" otherwise).
-    An HTTP answer (401, 403, 404, 5xx) or a server that does not answer like a hub is worded as
-    the cache words it for any file (`cache.download.translate`); what is particular to reading
-    a model's facts is worded here. Never names the token."""
+    """What went wrong reading config.json from the hub, worded by the one hub-error translator
+    (`cache.download.translate`: gated, missing or private repos, revisions, HTTP answers, a
+    server that is not a hub), as the cache and fetch-cards word them. Only what is particular to
+    reading a model's facts is worded here: a repo without config.json, and an unreachable hub
+    (the hint says why config.json is needed). Never names the token."""
     from huggingface_hub import errors as hf
 
     from aim_engine.cache.download import describe, endpoint_of, http_status, translate
 
     endpoint = endpoint_of(settings)
-    token_hint = "set HF_TOKEN to a read token of an account with access" if not settings.hf_token else \
-        "check that HF_TOKEN's account has access"
-    if isinstance(exc, hf.GatedRepoError):
-        return AimError(f"{repo_id} is gated on {endpoint}: access was refused"
-                        + ("" if settings.hf_token else " (HF_TOKEN is not set)"),
-                        hint=f"accept the license on the model page and {token_hint}")
-    if isinstance(exc, hf.RepositoryNotFoundError):
-        return AimError(f"AIM_MODEL_ID={repo_id!r}: no such model on {endpoint} (or it is private)",
-                        hint="check the id, set HF_TOKEN for private repos, or use a catalog name "
-                             "(`aim-engine recipes list --all`)")
-    if isinstance(exc, hf.RevisionNotFoundError):
-        return AimError(f"AIM_MODEL_REVISION={settings.model_revision!r} does not exist in {repo_id} on {endpoint}",
-                        hint="use a branch, tag or commit of the model (default: main)")
     if isinstance(exc, hf.RemoteEntryNotFoundError):
         return AimError(f"{repo_id} has no config.json on {endpoint}: not a transformers checkpoint the engines "
                         "can load")
     cause, detail = describe(exc, [settings.hf_token] if settings.hf_token else [])
-    if http_status(exc) is not None or isinstance(cause, hf.FileMetadataError):
+    if isinstance(exc, (hf.GatedRepoError, hf.RepositoryNotFoundError, hf.RevisionNotFoundError)) \
+            or http_status(exc) is not None or isinstance(cause, hf.FileMetadataError):
         return translate(exc, settings, repo_id, settings.model_revision, "config.json")
     return AimError(f"cannot reach the Hugging Face hub at {endpoint} to read config.json of {repo_id} "
                     f"({type(cause).__name__}: {detail})",
