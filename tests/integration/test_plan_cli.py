@@ -1,7 +1,7 @@
 """`aim-engine plan` and `aim-engine recipes list` as real subprocesses.
 
-Hardware comes from the AIM_GPU_MODEL/AIM_GPU_COUNT overrides over an empty sysfs root (a
-GPU-less planning job) or from no GPU at all; the catalog is the shipped one plus a user
+Hardware comes from sysfs fixture trees of the GPUs asked for (driver-reported memory; `aim`
+turns AIM_GPU_MODEL/AIM_GPU_COUNT into such a tree) or from no GPU at all; the catalog is the shipped one plus a user
 catalog written here (AIM_MODELS_DIR/AIM_RECIPES_DIR), so the assertions do not depend on the
 shipped recipes of the day.
 """
@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support import sysfs_tree
 
 MODEL = """\
 model_id: acme/Test-70B
@@ -72,6 +74,17 @@ def env(tmp_path: Path, clean_env: dict[str, str]) -> dict[str, str]:
 
 
 def aim(env: dict[str, str], *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI. `AIM_GPU_MODEL=M` (with AIM_GPU_COUNT=N) is turned into a sysfs tree of N
+    such GPUs as the driver reports them (287.98 GiB for an MI355X, not 288): selection is
+    tested on detected memory, not on the spec table's nominal figures."""
+    extra = dict(extra)
+    model = extra.pop("AIM_GPU_MODEL", None)
+    if model is not None:
+        count = int(extra.get("AIM_GPU_COUNT", "8"))
+        root = Path(env["AIM_SYSFS_ROOT"]).parent / f"sysfs-{model.lower()}-{count}"
+        if not root.exists():
+            sysfs_tree.of_model(model, count).write(root)
+        extra["AIM_SYSFS_ROOT"] = str(root)
     return subprocess.run([sys.executable, "-m", "aim_engine", *args], env=dict(env, **extra),
                           capture_output=True, text=True, timeout=120)
 

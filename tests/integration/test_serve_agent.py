@@ -20,6 +20,7 @@ import pytest
 
 from tests.e2e.harness import (Agent, base_env, fake_engine_dir, free_port, pid_running, start_agent,
                                wait_until)
+from tests.support import sysfs_tree
 from tests.support.hf_server import Fault, HubServer
 from tests.support.tiny_repo import make_repo
 
@@ -202,8 +203,8 @@ def test_unknown_model(tmp_path, fake_bin, hub, agents):
 
 
 def test_no_fitting_recipe(tmp_path, fake_bin, agents):
-    env = _env(tmp_path, fake_bin, AIM_MODEL_ID="meta-llama/Llama-3.1-405B-Instruct",
-               AIM_GPU_MODEL="MI210", AIM_GPU_COUNT="1")
+    sysfs = sysfs_tree.of_model("MI210", 1).write(tmp_path / "sysfs")    # the memory its driver reports
+    env = _env(tmp_path, fake_bin, AIM_MODEL_ID="meta-llama/Llama-3.1-405B-Instruct", AIM_SYSFS_ROOT=str(sysfs))
     agent = start_agent(tmp_path, env)
     agents.append(agent)
     _expect_failure(agent, ["does not fit"], "selecting", code=1)

@@ -232,6 +232,18 @@ def unknown_radeon() -> Gpu:
                unique_id=0x7900_0000_0000_0001, render_minor=250, location_id=0x0300, simd_per_cu=2)
 
 
+_BY_MODEL: dict[str, Callable[[int], list[Gpu]]] = {
+    "MI300X": mi300x, "MI325X": mi325x, "MI355X": mi355x, "MI210": mi210,
+    "MI250": lambda n: mi250((n + 1) // 2)[:n],
+}
+
+
+def of_model(model: str, count: int) -> Tree:
+    """`count` devices of one GPU model as its driver describes them (reported memory, ids):
+    what tests of selection plan on instead of the spec table's nominal figures."""
+    return Tree(_BY_MODEL[model.upper()](count))
+
+
 # --- presets (the issue's fixture list) ----------------------------------------------------
 
 def _pod_one_of_eight() -> Tree:
