@@ -55,7 +55,12 @@ def lookup(args: Mapping[str, Any], key: str, engine: str | None = None) -> tupl
     """
     from aim_engine.engines.base import normalize_key
 
-    names = spellings(key, engine)
+    # The flag lists (for aliases such as vLLM's -tp) are read only when an arg is spelled
+    # outside canonical.yaml's own vocabulary: a boot planning catalog recipes, which use
+    # canonical names, never loads the other engine's list.
+    keys = [normalize_key(k) if isinstance(k, str) else k for k in args]
+    plain = _vocabulary()
+    names = spellings(key, engine) if any(k not in plain for k in keys) else _plain_spellings(key, engine)
     found: dict[str, tuple[str, Any]] = {}
     for written, value in args.items():
         name = normalize_key(written) if isinstance(written, str) else written
@@ -65,6 +70,30 @@ def lookup(args: Mapping[str, Any], key: str, engine: str | None = None) -> tupl
         if name in found:
             return found[name]
     return None, None
+
+
+@lru_cache(maxsize=None)
+def _plain_spellings(key: str, engine: str | None) -> tuple[str, ...]:
+    """`spellings` from canonical.yaml alone: the canonical name and each engine's flag."""
+    from aim_engine.engines.base import table
+
+    out = [key]
+    for name in (engine,) if engine else ENGINES:
+        flag = ((table().canonical.get(key) or {}).get(name) or {}).get("flag")
+        if flag and flag not in out:
+            out.append(flag)
+    return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def _vocabulary() -> frozenset[str]:
+    """Every name canonical.yaml itself spells: canonical keys and each engine's flag for them."""
+    from aim_engine.engines.base import table
+
+    names = set(table().canonical)
+    for per_engine in table().canonical.values():
+        names.update(spec["flag"] for spec in per_engine.values() if spec and spec.get("flag"))
+    return frozenset(names)
 
 
 def engine_default(key: str, engine: str, memory_bytes: int | None = None) -> Any:
