@@ -4,6 +4,8 @@ Everything read here is cache content, written by whoever can write to the share
 names, markers, refs. It is reported, never trusted: an unreadable folder, a damaged marker or a
 ref that is not text is a line in the report (and exit 1 from `verify`), and every removal goes
 through the confinement check (`aim_engine.confine`), so nothing outside the cache is touched.
+The report goes through the `out` callable the command passes (commands/cache.py prints); this
+module never prints itself.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from aim_engine.cache import marker as markers
 from aim_engine.cache.layout import Layout, check_cache_root, check_repo_id, repo_folder, repo_id_from_folder
@@ -156,14 +158,14 @@ def scan(layout: Layout) -> list[CachedModel]:
     return models
 
 
-def main_list(settings: Any, as_json: bool = False) -> int:
+def main_list(settings: Any, out: Callable[[str], None], as_json: bool = False) -> int:
     check_cache_root(settings.cache_path)
     models = scan(Layout.of(settings))
     if as_json:
-        print(json.dumps([asdict(m) for m in models], indent=1))
+        out(json.dumps([asdict(m) for m in models], indent=1))
         return 0
     if not models:
-        print(f"no models in {settings.hub_cache}")
+        out(f"no models in {settings.hub_cache}")
         return 0
     rows = [("MODEL", "REVISION", "COMMIT", "SIZE", "STATUS")]
     for m in models:
@@ -171,7 +173,7 @@ def main_list(settings: Any, as_json: bool = False) -> int:
             status = "complete" if r.complete else f"{'damaged' if r.damaged else 'incomplete'}: {r.problem}"
             rows.append((m.repo_id, r.revision, (r.commit or "-")[:12], size_text(m.disk_bytes), status))
     for line in align(rows):
-        print(line)
+        out(line)
     return 0
 
 
@@ -219,7 +221,8 @@ def _repair_files(layout: Layout, repo_id: str, marker: markers.Marker, bad: lis
     return failed
 
 
-def main_verify(settings: Any, model: str | None = None, full: bool = False, repair: bool = False) -> int:
+def main_verify(settings: Any, out: Callable[[str], None], model: str | None = None, full: bool = False,
+                repair: bool = False) -> int:
     """Check every marked revision (or one model's); exit 1 when anything is damaged."""
     check_cache_root(settings.cache_path)
     layout = Layout.of(settings)
@@ -229,46 +232,46 @@ def main_verify(settings: Any, model: str | None = None, full: bool = False, rep
     if model is not None and not models:
         raise AimError(f"{model} is not in the cache at {settings.hub_cache}", hint="see `aim-engine cache list`")
     if not models:
-        print(f"no models in {settings.hub_cache}: nothing to verify")
+        out(f"no models in {settings.hub_cache}: nothing to verify")
         return 0
     counts = {"ok": 0, "damaged": 0, "incomplete": 0}
     for m in models:
         if m.problem:
             counts["damaged"] += 1
-            print(f"{m.repo_id}: damaged: {m.problem}")
+            out(f"{m.repo_id}: damaged: {m.problem}")
         for r in m.revisions:
             label = f"{m.repo_id}@{r.revision}"
             if r.damaged:
                 counts["damaged"] += 1
-                print(f"{label}: damaged: {r.problem}")
+                out(f"{label}: damaged: {r.problem}")
                 if repair and r.marker_file:
                     _remove_marker_file(layout, Path(r.marker_file))
-                    print(f"{label}: removed the damaged marker; the next warm-up downloads this revision again")
+                    out(f"{label}: removed the damaged marker; the next warm-up downloads this revision again")
                 continue
             if r.commit is None or r.files == 0:
                 counts["incomplete"] += 1
-                print(f"{label}: not complete ({r.problem}); nothing to verify")
+                out(f"{label}: not complete ({r.problem}); nothing to verify")
                 continue
             marker, bad = verify(layout, m.repo_id, r.revision, full)
             if marker is None:
                 counts["incomplete"] += 1
-                print(f"{label}: its marker disappeared while checking; nothing to verify")
+                out(f"{label}: its marker disappeared while checking; nothing to verify")
                 continue
             if not bad:
                 counts["ok"] += 1
-                print(f"{label}: ok ({r.files} files, {'sha256' if full else 'sizes'} checked)")
+                out(f"{label}: ok ({r.files} files, {'sha256' if full else 'sizes'} checked)")
                 continue
             counts["damaged"] += 1
             for f, problem in bad:
-                print(f"{label}: {f.path} {problem}")
+                out(f"{label}: {f.path} {problem}")
             if repair:
                 failed = _repair_files(layout, m.repo_id, marker, bad, full)
-                print(f"{m.repo_id}: removed the marker and {len(bad)} damaged files; the next warm-up re-fetches them")
+                out(f"{m.repo_id}: removed the marker and {len(bad)} damaged files; the next warm-up re-fetches them")
                 for line in failed[:5]:
-                    print(f"{m.repo_id}: could not remove {line}")
+                    out(f"{m.repo_id}: could not remove {line}")
     total = sum(counts.values())
     what = "sha256 and sizes" if full else "sizes"
-    print(f"checked {total} revision{'s' * (total != 1)} of {len(models)} model{'s' * (len(models) != 1)} "
+    out(f"checked {total} revision{'s' * (total != 1)} of {len(models)} model{'s' * (len(models) != 1)} "
           f"({what}): {counts['ok']} ok, {counts['damaged']} damaged, {counts['incomplete']} incomplete")
     return 1 if counts["damaged"] else 0
 
@@ -326,7 +329,7 @@ def remove(settings: Any, repo_id: str) -> int:
     return freed
 
 
-def main_remove(settings: Any, repo_id: str) -> int:
+def main_remove(settings: Any, repo_id: str, out: Callable[[str], None]) -> int:
     freed = remove(settings, repo_id)
-    print(f"removed {repo_id} ({size_text(freed)} freed)")
+    out(f"removed {repo_id} ({size_text(freed)} freed)")
     return 0

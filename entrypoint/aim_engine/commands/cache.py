@@ -26,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     configure_from(settings)
     if args.cache_command == "list":
-        return listing.main_list(settings, as_json=args.json)
+        return listing.main_list(settings, print, as_json=args.json)
     if args.cache_command == "verify":
-        return listing.main_verify(settings, model=args.model, full=args.full or settings.cache_verify == "full",
+        return listing.main_verify(settings, print, model=args.model, full=args.full or settings.cache_verify == "full",
                                    repair=args.repair)
-    return listing.main_remove(settings, args.model)
+    return listing.main_remove(settings, args.model, print)
