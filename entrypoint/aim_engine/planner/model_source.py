@@ -220,7 +220,10 @@ def _hub_error(exc: BaseException, repo_id: str, settings: Any) -> AimError:
     cause, detail = describe(exc, [settings.hf_token] if settings.hf_token else [])
     if isinstance(exc, (hf.GatedRepoError, hf.RepositoryNotFoundError, hf.RevisionNotFoundError)) \
             or http_status(exc) is not None or isinstance(cause, hf.FileMetadataError):
-        return translate(exc, settings, repo_id, settings.model_revision, "config.json")
+        worded = translate(exc, settings, repo_id, settings.model_revision, "config.json")
+        # The words are the translator's; the kind stays a selection failure (a HubError is the
+        # download's, which /status and /metrics report as such).
+        return AimError(worded.message, hint=worded.hint)
     return AimError(f"cannot reach the Hugging Face hub at {endpoint} to read config.json of {repo_id} "
                     f"({type(cause).__name__}: {detail})",
                     hint=f"{repo_id} is not in the catalog, so its config.json is needed: check HF_ENDPOINT, "
