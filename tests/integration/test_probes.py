@@ -93,6 +93,23 @@ def test_answers_before_any_state_exists(probe_proc):
     assert http_json(base + "/nope")[0] == 404
 
 
+def test_metrics_answer_before_any_state_exists(probe_proc):
+    """/metrics is there from the first second: phase `starting`, nothing planned, no failure."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _, base, _ = probe_proc
+    with urllib.request.urlopen(base + probes.METRICS_PATH, timeout=10) as response:
+        text = response.read().decode()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples[("aim_boot_phase", (("aim_boot_phase", "starting"),))] == 1
+    assert sum(v for (name, _), v in samples.items() if name == "aim_boot_phase") == 1
+    assert sum(v for (name, _), v in samples.items() if name == "aim_boot_failures_total") == 0
+    assert not any(name == "aim_engine_info" for name, _ in samples)
+
+
 def test_follows_the_boot_and_is_ready_only_when_the_engine_lists_the_model(probe_proc, engine):
     _, base, path = probe_proc
     state = BootState(path)
