@@ -8,7 +8,7 @@ first and falls back to the source checkout (editable installs, running from the
 
 It then compiles every YAML file of the built package (the catalog and the data tables) into
 `aim_engine/_compiled_yaml.json`, so a boot reads JSON instead of importing PyYAML and parsing
-(see `aim_engine/yamlfile.py`, which checks each file's digest before trusting its entry).
+(see `aim_engine/yaml_documents.py`, which checks each file's digest before trusting its entry).
 """
 
 from __future__ import annotations
@@ -40,12 +40,12 @@ class build_py_with_catalog(build_py):
                     dest = target / path.relative_to(source)
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(path, dest)
-        _yamlfile().compile_tree(Path(self.build_lib) / "aim_engine")
+        _yaml_documents().compile_tree(Path(self.build_lib) / "aim_engine")
 
 
-def _yamlfile():
-    """aim_engine/yamlfile.py on its own (stdlib only at import), without importing the package."""
-    spec = importlib.util.spec_from_file_location("_aim_yamlfile", ROOT / "entrypoint/aim_engine/yamlfile.py")
+def _yaml_documents():
+    """aim_engine/yaml_documents.py on its own (stdlib only at import), without importing the package."""
+    spec = importlib.util.spec_from_file_location("_aim_yaml_documents", ROOT / "entrypoint/aim_engine/yaml_documents.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -6,7 +6,7 @@
    `getrusage(RUSAGE_CHILDREN)` around the run (agent + the trivial engine); the probe process is
    re-parented to this process (PR_SET_CHILD_SUBREAPER), reaped, and reported separately.
    Measured on the agent as the image runs it: the wheel, built here and installed with its
-   dependencies into a fresh venv (it carries the compiled catalog, see `yamlfile.py`). The
+   dependencies into a fresh venv (it carries the compiled catalog, see `yaml_documents.py`). The
    editable checkout of `make test` is measured too, for reference (no compiled YAML, plus the
    editable-install import hook).
 2. Time-to-ready: `aim-engine serve` on the demo model (until its /health/ready says 200) against

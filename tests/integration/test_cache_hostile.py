@@ -27,7 +27,7 @@ NOBODY = 65534
 # because the interpreter's own files are not readable by uid 65534 here.
 UNPRIVILEGED = (
     "import os, sys, json, aim_engine.cli as cli, aim_engine.commands.cache, aim_engine.cache.listing, "
-    "aim_engine.cache.lock, aim_engine.settings, aim_engine.logs, aim_engine.columns, filelock, structlog\n"
+    "aim_engine.cache.lock, aim_engine.settings, aim_engine.logs, aim_engine.text_table, filelock, structlog\n"
     "cli.build_parser('cache')\n"
     "os.setgid(%(uid)d); os.setuid(%(uid)d)\n"
     "sys.exit(cli.main(sys.argv[1:]))\n" % {"uid": NOBODY})

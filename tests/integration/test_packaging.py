@@ -52,19 +52,19 @@ def test_wheel_installed_outside_the_repo_validates_the_shipped_catalog(tmp_path
     shipped = len(list((REPO / "recipes").glob("*.yaml"))), len(list((REPO / "models").glob("*.yaml")))
     assert f"{shipped[0]} recipes, {shipped[1]} models, 0 problems" in proc.stdout
 
-    # The wheel carries every shipped YAML file compiled (yamlfile.compile_tree): each entry is the
+    # The wheel carries every shipped YAML file compiled (yaml_documents.compile_tree): each entry is the
     # file's own document, and a plan read from the installed wheel never imports PyYAML.
     import json
 
-    from aim_engine import yamlfile
+    from aim_engine import yaml_documents
 
     package = Path(module_file).parent
-    index = json.loads((package / yamlfile.COMPILED_NAME).read_text(encoding="utf-8"))
+    index = json.loads((package / yaml_documents.COMPILED_NAME).read_text(encoding="utf-8"))
     shipped_yaml = sorted(p.relative_to(package).as_posix() for p in package.rglob("*.yaml"))
     assert sorted(index) == shipped_yaml
     for rel, (digest, encoded) in index.items():
         text = (package / rel).read_text(encoding="utf-8")
-        assert digest == yamlfile.digest(text) and json.loads(encoded) == yaml.safe_load(text), rel
+        assert digest == yaml_documents.digest(text) and json.loads(encoded) == yaml.safe_load(text), rel
     planned = subprocess.run([str(python), "-c", "import sys; from aim_engine.cli import main; "
                               "code = main(['plan', '--json']); print('yaml' in sys.modules, file=sys.stderr); "
                               "sys.exit(code)"], capture_output=True, text=True, cwd=elsewhere, timeout=120,

@@ -7,7 +7,7 @@ import pytest
 
 from aim_engine.catalog import Catalog, loader, paths
 from aim_engine.catalog.types import Model, Recipe
-from aim_engine.catalog.yamlio import YamlSyntaxError, line_map, parse
+from aim_engine.catalog.yaml_lines import YamlSyntaxError, line_map, parse
 from aim_engine.errors import AimError
 from aim_engine.settings import Settings
 from tests.unit.catalog_helpers import shipped_model, shipped_recipe, validate_recipe, write

@@ -363,7 +363,7 @@ def test_a_recipes_tensor_times_data_parallel_is_honoured() -> None:
 def test_selection_and_validator_assume_the_engines_own_batch_default() -> None:
     """Without a declared batch, selection and the validator both assume what the engine does:
     vLLM 0.32 runs 1024 sequences on a >= 70 GiB device (256 below), not 1 or 256."""
-    from aim_engine.planner import checks
+    from aim_engine.planner import fit_checks
     from aim_engine.planner.reading import read
 
     no_batch = recipe(SMALL, "MI300X", gpus_list=(1,), engines=("vllm",), context=4096)
@@ -371,7 +371,7 @@ def test_selection_and_validator_assume_the_engines_own_batch_default() -> None:
     args = {k: v for k, v in config.args.items() if k != "--max-batch-size"}
     config = type(config)(**{**config.__dict__, "args": args})
     plan_reading = read(SMALL, config, hardware("MI300X", 1).memory_per_gpu_bytes)
-    validator_reading = checks.read_config(SMALL, config, hardware("MI300X", 1).memory_per_gpu_bytes)
+    validator_reading = fit_checks.read_config(SMALL, config, hardware("MI300X", 1).memory_per_gpu_bytes)
     assert plan_reading.batch == validator_reading.batch == 1024
     assert read(SMALL, config, hardware("MI250", 1).memory_per_gpu_bytes).batch == 256
     sglang = type(config)(**{**config.__dict__, "engine": "sglang", "args": {k: v for k, v in args.items()

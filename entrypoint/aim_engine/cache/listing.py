@@ -21,7 +21,7 @@ from typing import Any, Callable
 from aim_engine.cache import marker as markers
 from aim_engine.cache.layout import Layout, check_cache_root, check_repo_id, repo_folder, repo_id_from_folder
 from aim_engine.cache.types import size_text
-from aim_engine.columns import align
+from aim_engine.text_table import align
 from aim_engine.confine import problem_with_name, read_bounded, shown
 from aim_engine.errors import AimError
 

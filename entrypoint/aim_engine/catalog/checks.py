@@ -3,7 +3,7 @@
 A check yields `Problem`s (built with `doc.problem(...)`, which fills in file and line). The
 built-in checks are listed in `CHECKS`; other areas add theirs without touching this file by
 defining a module-level `CHECKS` tuple of `Check` in one of `EXTENSION_MODULES` (the planner's
-memory-fit and tensor-parallel-legality checks live in `aim_engine.planner.checks`).
+memory-fit and tensor-parallel-legality checks live in `aim_engine.planner.fit_checks`).
 
 Checks run on documents that passed the JSON Schema (so `doc.obj` is a typed `Recipe`/`Model`);
 structure is the schema's job, these check meaning.
@@ -21,7 +21,7 @@ from aim_engine.catalog.problems import Problem
 from aim_engine.catalog.types import Model, Recipe, ServeConfig, int_arg
 
 RECIPE_SCOPE, MODEL_SCOPE, CATALOG_SCOPE = "recipe", "model", "catalog"
-EXTENSION_MODULES: tuple[str, ...] = ("aim_engine.planner.checks",)
+EXTENSION_MODULES: tuple[str, ...] = ("aim_engine.planner.fit_checks",)
 
 
 @dataclass(frozen=True)

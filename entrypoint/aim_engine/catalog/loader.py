@@ -17,11 +17,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-from aim_engine import yamlfile
+from aim_engine import yaml_documents
 from aim_engine.catalog import paths, schema_hints
 from aim_engine.catalog.problems import KeyPath, Problem, display_path
 from aim_engine.catalog.types import Attention, Model, Moe, Recipe, ServeConfig, Variant
-from aim_engine.catalog.yamlio import LineMap, YamlSyntaxError, line_map, parse, read_text
+from aim_engine.catalog.yaml_lines import LineMap, YamlSyntaxError, line_map, parse, read_text
 from aim_engine.errors import AimError
 
 RECIPE, MODEL = "recipe", "model"
@@ -288,8 +288,8 @@ def read_trusted(kind: str, path: Path) -> Any:
     it, never a traceback and never a guess."""
     try:
         text = read_text(path)
-        data = yamlfile.compiled(path, text)
-        if data is yamlfile.MISSING:
+        data = yaml_documents.compiled(path, text)
+        if data is yaml_documents.MISSING:
             data = parse(text)
         return (to_recipe if kind == RECIPE else to_model)(data, path)
     except YamlSyntaxError as exc:

@@ -15,7 +15,7 @@ from typing import Sequence
 from aim_engine.catalog import checks as checks_module
 from aim_engine.catalog import loader, paths
 from aim_engine.catalog.problems import Problem, Report
-from aim_engine.catalog.yamlio import file_problem
+from aim_engine.catalog.yaml_lines import file_problem
 from aim_engine.errors import AimError
 
 

@@ -8,7 +8,7 @@ import json
 import sys
 from typing import TextIO
 
-from aim_engine.columns import align
+from aim_engine.text_table import align
 
 GIB = 1024**3
 

@@ -143,10 +143,10 @@ class Table:
 
 @lru_cache(maxsize=None)
 def table() -> Table:
-    from aim_engine import yamlfile
+    from aim_engine import yaml_documents
 
     # Next to this module, like flags/ (importlib.resources would import zipfile: ~3 ms a boot).
-    raw = yamlfile.load(Path(__file__).resolve().parent / "canonical.yaml")
+    raw = yaml_documents.load(Path(__file__).resolve().parent / "canonical.yaml")
     return Table(
         canonical=raw.get("canonical") or {},
         dtype_aliases=raw.get("dtype_aliases") or {},

@@ -48,9 +48,9 @@ class EngineEnv:
 
 @lru_cache(maxsize=None)
 def _rules() -> tuple[Mapping[str, Any], ...]:
-    from aim_engine import yamlfile
+    from aim_engine import yaml_documents
 
-    data = yamlfile.load(Path(__file__).resolve().parent / "rocm_env.yaml")
+    data = yaml_documents.load(Path(__file__).resolve().parent / "rocm_env.yaml")
     return tuple((data or {}).get("rules") or ())
 
 

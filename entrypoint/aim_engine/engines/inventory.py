@@ -209,9 +209,9 @@ def label(engine: str) -> str:
 # ------------------------------------------------------------------ a missing engine
 def flavours() -> dict[str, dict[str, Any]]:
     """flavours.yaml: image flavour -> {engines, description} (read only when an engine is missing)."""
-    from aim_engine import yamlfile
+    from aim_engine import yaml_documents
 
-    data = yamlfile.load(Path(__file__).resolve().parent / "flavours.yaml") or {}
+    data = yaml_documents.load(Path(__file__).resolve().parent / "flavours.yaml") or {}
     return dict(data.get("flavours") or {})
 
 

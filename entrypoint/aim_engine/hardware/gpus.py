@@ -165,9 +165,9 @@ def _build(raw: dict[str, Any]) -> _Table:
 
 @lru_cache(maxsize=1)
 def _table() -> _Table:
-    from aim_engine import yamlfile  # PyYAML loads lazily: importing the package must stay cheap
+    from aim_engine import yaml_documents  # PyYAML loads lazily: importing the package must stay cheap
 
-    return _build(yamlfile.load(TABLE_PATH))
+    return _build(yaml_documents.load(TABLE_PATH))
 
 
 def all_specs() -> tuple[GpuSpec, ...]:

@@ -284,7 +284,7 @@ def _annotate(gen: Generated, models: Mapping[str, "Model"], gpus_by_name: Mappi
               patch: Mapping[str, Any]) -> None:
     """Write each config's `notes` from its final args; refuse configs that do not fit."""
     from aim_engine.catalog.loader import to_recipe
-    from aim_engine.planner import checks
+    from aim_engine.planner import fit_checks
 
     doc = gen.doc
     model = models.get(doc.get("model_id", ""))
@@ -293,13 +293,13 @@ def _annotate(gen: Generated, models: Mapping[str, "Model"], gpus_by_name: Mappi
                        hint="fix the override's model_id or add the model file")
     recipe = to_recipe(doc)
     memory_bytes = gpus_by_name[recipe.hardware].memory_bytes if recipe.hardware in gpus_by_name \
-        else checks.gpu_memory_bytes(recipe.hardware)
+        else fit_checks.gpu_memory_bytes(recipe.hardware)
     for config in recipe.configs:
         section, name = dict(ENGINES)[config.engine], f"{config.gpus}_gpu"
         target = doc[section][name]
         if not config.enabled:
             continue
-        judged = checks.config_fit(model, recipe, config, memory_bytes)
+        judged = fit_checks.config_fit(model, recipe, config, memory_bytes)
         reason = memory.tp_legal(model, judged[0].tp) if judged else None
         if reason is not None or judged is None or not judged[1].fits:
             why = reason or (judged[1].explanation if judged else "its args cannot be read")

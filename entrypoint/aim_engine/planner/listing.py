@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
-from aim_engine.columns import align
+from aim_engine.text_table import align
 
 RUNNABLE = "runnable"
 LESS_CONTEXT = "needs less context"

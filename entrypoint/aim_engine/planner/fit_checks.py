@@ -1,4 +1,5 @@
-"""The validator's memory checks: every enabled config must fit its hardware, with a legal TP.
+"""The validator's fit checks (planner side; `catalog/checks.py` holds the catalog's own):
+every enabled config must fit its hardware, with a legal TP.
 
 Registered through the catalog validator's extension hook (`catalog.checks.EXTENSION_MODULES`
 imports this module and reads `CHECKS`). A config that cannot fit is an error carrying the

@@ -1,8 +1,10 @@
-"""Reading YAML the fast way: documents compiled into the wheel, else libyaml's C loader.
+"""Every YAML document the agent reads, the fast and safe way: compiled into the wheel, else
+libyaml's C loader behind bounds (aliases, nesting, size). Not to be confused with
+`catalog/yaml_lines.py`, which maps a catalog file's keys to lines for its problems.
 
 One recipe for every YAML the agent reads: the data tables shipped next to the modules that use
 them (`hardware/gpus.yaml`, `engines/canonical.yaml`, `engines/rocm_env.yaml`) and the catalog
-(`catalog/yamlio.py`).
+(`catalog/yaml_lines.py`).
 
 Parsing is most of what a warm boot does besides importing modules: PyYAML's import plus ~30
 shipped files cost ~35 ms of CPU, against a 150 ms budget for the whole boot. So the wheel build

@@ -1,4 +1,5 @@
-"""YAML reading for the catalog: fast when files are fine, precise when they are not.
+"""Catalog YAML with line numbers: fast when files are fine, precise (the line of every key)
+when they are not. The parsing itself is `aim_engine.yaml_documents`'.
 
 Documents are parsed with libyaml's C loader when available (no line information, which keeps
 1,000 recipes well under a second). Only for a file that has problems do we compose it a second
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aim_engine.catalog.problems import KeyPath
-from aim_engine.yamlfile import MAX_FILE_BYTES, YamlLimitError, safe_loader
+from aim_engine.yaml_documents import MAX_FILE_BYTES, YamlLimitError, safe_loader
 
 
 def _yaml() -> Any:
