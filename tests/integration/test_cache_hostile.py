@@ -353,3 +353,19 @@ def test_blobs_folder_unwritable_by_the_agent(shared_tmp):
                              timeout=120)
     assert "Traceback" not in out.stderr, out.stderr[-3000:]
     assert out.returncode == 1 and "cannot write" in out.stderr and "Permission denied" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("folder", [".locks", "models--org--tiny/blobs", "models--org--tiny/snapshots"])
+def test_download_never_writes_through_a_folder_linked_out_of_the_cache(tmp_path, folder):
+    """huggingface_hub writes its lock files, blobs and snapshot links where the agent tells it:
+    each of those folders must be a folder inside the cache before the download starts."""
+    repo = make_repo(tmp_path / "repo", shards=1, shard_bytes=10_000, decoys=False)
+    canary = Canary(tmp_path / "canary")
+    link = tmp_path / "cache" / "huggingface" / "hub" / folder
+    link.parent.mkdir(parents=True)
+    link.symlink_to(canary.top)
+    with HubServer() as hub:
+        hub.add_repo(REPO, repo.path)
+        out = run(env_for(tmp_path / "cache", HF_ENDPOINT=hub.url), "download", "--model", REPO)
+    assert canary.changes() == {}, "a file outside the cache was changed"
+    assert out.returncode == 1 and "outside the cache" in out.stderr

@@ -173,7 +173,9 @@ def check_model_folders(layout: Layout, repo_id: str, commit: str | None = None)
     """The model's folders in the hub cache, where they exist, are real folders inside the cache
     (not files, not symlinks out): huggingface_hub writes into them, and we remove from them."""
     repo_dir = layout.repo_dir(repo_id)
-    folders = [layout.hub_cache, repo_dir] + [repo_dir / sub for sub in ("blobs", "snapshots", "refs")]
+    hub_locks = layout.hub_cache / ".locks"    # huggingface_hub's own lock files
+    folders = [layout.hub_cache, repo_dir, hub_locks, hub_locks / repo_dir.name]
+    folders += [repo_dir / sub for sub in ("blobs", "snapshots", "refs")]
     if commit is not None:
         folders.append(layout.snapshot(repo_id, commit))
     for folder in folders:
