@@ -130,9 +130,14 @@ class Boot:
         return hardware
 
     def select(self, hardware: Any) -> Any:
+        from aim_engine.cache.layout import check_cache_root, is_local_model
         from aim_engine.catalog import Catalog
         from aim_engine.planner.select import select
 
+        if self.settings.model_id and not is_local_model(self.settings.model_id):
+            # Planning may already read or fetch config.json through the cache: a cache path that
+            # is a file, /dev/null or /proc/self is named as such, not as an unreachable hub.
+            check_cache_root(self.settings.cache_path)
         plan = select(self.settings, hardware, Catalog.load(self.settings), self.engines)
         self.state.update(plan=plan.to_dict(), recipe={"id": plan.recipe.recipe_id, "why": list(plan.reasons),
                                                        "synthesized": plan.synthesized,

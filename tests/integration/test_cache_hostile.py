@@ -369,3 +369,20 @@ def test_download_never_writes_through_a_folder_linked_out_of_the_cache(tmp_path
         out = run(env_for(tmp_path / "cache", HF_ENDPOINT=hub.url), "download", "--model", REPO)
     assert canary.changes() == {}, "a file outside the cache was changed"
     assert out.returncode == 1 and "outside the cache" in out.stderr
+
+
+@pytest.mark.parametrize("cache_path", ["/dev/null", "/proc/self"])
+def test_boot_with_a_cache_path_that_cannot_hold_a_cache(tmp_path, cache_path):
+    from tests.e2e.harness import base_env, fake_engine_dir, start_agent
+
+    repo = make_repo(tmp_path / "repo", shards=1, shard_bytes=10_000, decoys=False)
+    with HubServer() as hub:
+        hub.add_repo(REPO, repo.path)
+        env = base_env({"AIM_MODEL_ID": REPO, "HF_ENDPOINT": hub.url, "AIM_FAIL_GRACE": "0",
+                        "AIM_CACHE_PATH": cache_path, "FAKE_ENGINE_RECORD": str(tmp_path / "engine.json")},
+                       path_prefix=[fake_engine_dir(tmp_path / "bin")])
+        agent = start_agent(tmp_path, env)
+        code = agent.wait(120)
+    log = agent.log()
+    assert "Traceback" not in log and "this is a bug" not in log
+    assert code == 2 and f"AIM_CACHE_PATH={cache_path!r}" in log and not (tmp_path / "engine.json").exists()
