@@ -109,6 +109,28 @@ class Boot:
         self.state.update(probe={"port": self.settings.health_port, "pid": self.probe.pid})
         self.log.info("probes listening", port=self.settings.health_port, pid=self.probe.pid)
 
+    def check_api_port(self) -> None:
+        """The engine's port is checked now, as the probes' is: a port in use, or a privileged
+        port without CAP_NET_BIND_SERVICE, fails the boot in a second with a clear error, not
+        after the download, inside the engine."""
+        import errno
+        import socket
+
+        port = self.settings.port
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+            sock.listen(1)
+        except OSError as exc:
+            hint = ("ports below 1024 need root or CAP_NET_BIND_SERVICE: use AIM_PORT=8000 or grant the capability"
+                    if exc.errno in (errno.EACCES, errno.EPERM) else
+                    "another process listens there: stop it or choose another AIM_PORT")
+            raise AimError(f"cannot listen for the engine's API on 0.0.0.0:{port} (AIM_PORT): {exc.strerror or exc}",
+                           hint=hint) from None
+        finally:
+            sock.close()
+
     def phase(self, name: str, fn: Callable[[], T]) -> T:
         """Run one phase: record it in the state, log it once with its duration."""
         self.state.enter(name)
@@ -255,6 +277,7 @@ def serve(settings: Settings, stream: TextIO | None = None) -> int:
     try:
         with stop_on_signals(on_force=lambda signum: boot.stopped(Stopped(signum), forced=True)):
             boot.start_probes()
+            boot.check_api_port()
             hardware = boot.phase("detecting", boot.detect)
             plan = boot.phase("selecting", lambda: boot.select(hardware))
             if plan.is_local_checkpoint:

@@ -217,3 +217,91 @@ def test_bad_names_exit_2_without_echoing_them_whole(env, name, value, words):
 def test_a_home_of_nobody_is_a_clear_error(env):
     stderr = user_error(aim(env, "plan", AIM_MODEL_ID="~nouser/x"))
     assert "~nouser/x" in stderr
+
+
+# ------------------------------------------------- item 7: AIM_ENGINE_ARGS values
+@pytest.mark.parametrize("args, words", [
+    ({"--tensor-parallel-size": "1000"}, "--tensor-parallel-size '1000' is not a whole number from 1 to 64"),
+    ({"--tensor-parallel-size": "-1"}, "--tensor-parallel-size '-1' is not a whole number from 1 to 64"),
+    ({"-tp": "-1"}, "-tp '-1' is not a whole number from 1 to 64"),
+    ({"--data-parallel-size": "0"}, "--data-parallel-size '0' is not a whole number from 1 to 64"),
+    ({"--gpu-memory-utilization": 7}, "--gpu-memory-utilization 7 is not a fraction above 0 and at most 1"),
+    ({"--max-context-len": "1e30"}, "--max-context-len '1e30' is not a whole number from 1 to 16777216"),
+    ({"--max_model_len": "1e30"}, "--max-model-len '1e30' is not a whole number"),
+    ({"--seed": float("inf")}, "--seed inf is not a finite number"),
+    ({"--trust-remote-code": "yes"}, "--trust-remote-code is a switch; 'yes' is not true/false"),
+    ({"--seed": "1\x002"}, "contains control characters"),
+])
+def test_engine_args_values_obey_the_recipe_rules(env, args, words):
+    stderr = user_error(aim(env, "plan", AIM_ENGINE_ARGS=json.dumps(args)))
+    assert "AIM_ENGINE_ARGS" in stderr and words in stderr
+
+
+def test_recipe_values_are_checked_by_the_same_rules(tmp_path, env):
+    text = RECIPES[RECIPE_ID].replace('--gpu-memory-utilization: "0.9"', '--gpu-memory-utilization: "7"', 1)
+    path = tmp_path / f"{RECIPE_ID}.yaml"
+    path.write_text(text)
+    out = aim(env, "validate", "--recipe", str(path), "--models-dir", env["AIM_MODELS_DIR"])
+    assert out.returncode == 1
+    assert "--gpu-memory-utilization '7' is not a fraction above 0 and at most 1 [arg-values]" in out.stdout
+
+
+# ------------------------------------------------- item 17: the engine's port, checked first
+def _serve_env(env: dict[str, str], tmp_path: Path, **extra: str) -> dict[str, str]:
+    from tests.e2e.harness import free_port
+
+    return dict(env, AIM_HEALTH_PORT=str(free_port()), AIM_FAIL_GRACE="0", **extra)
+
+
+def test_an_engine_port_in_use_fails_the_boot_before_anything_else(env, tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        proc = aim(_serve_env(env, tmp_path, AIM_PORT=str(port)), "serve")
+    stderr = user_error(proc)
+    assert f"cannot listen for the engine's API on 0.0.0.0:{port} (AIM_PORT)" in stderr
+    assert "Address already in use" in stderr
+
+
+def test_a_privileged_engine_port_without_the_capability_is_a_clear_error(env, tmp_path):
+    """Root without CAP_NET_BIND_SERVICE (setpriv drops it from the bounding set), as a
+    container running as root with `capabilities: drop: [ALL]` is."""
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip(reason="setpriv (util-linux) is not installed")
+    proc = subprocess.run([setpriv, "--inh-caps=-net_bind_service", "--bounding-set=-net_bind_service",
+                           sys.executable, "-m", "aim_engine", "serve"], env=_serve_env(env, tmp_path, AIM_PORT="81"),
+                          capture_output=True, text=True, timeout=90, preexec_fn=_limit_memory)
+    stderr = user_error(proc)
+    assert "cannot listen for the engine's API on 0.0.0.0:81 (AIM_PORT)" in stderr and "below 1024" in stderr
+
+
+# ------------------------------------------------- item 18: visibility and memory values
+def test_a_malformed_visibility_list_on_a_gpu_node_fails_instead_of_planning_for_the_cpu(env, tmp_path):
+    from tests.support import sysfs_tree
+
+    sysfs_tree.build("mi300x-8", tmp_path / "node")
+    node = {k: v for k, v in env.items() if k not in ("AIM_GPU_MODEL", "AIM_GPU_COUNT")}
+    stderr = user_error(aim(node, "plan", AIM_SYSFS_ROOT=str(tmp_path / "node"), ROCR_VISIBLE_DEVICES="abc"))
+    assert "ROCR_VISIBLE_DEVICES='abc'" in stderr and "hide every GPU" in stderr
+
+
+def test_an_absurd_sysfs_memory_size_is_capped_to_the_gpu_table(env, tmp_path):
+    from tests.support import sysfs_tree
+
+    root = tmp_path / "node"
+    sysfs_tree.build("mi300x-8", root)
+    for bank in root.rglob("mem_banks/*/properties"):
+        text = bank.read_text()
+        if "heap_type 1" in text:
+            bank.write_text(text.replace(text.split("size_in_bytes ")[1].split()[0], str(10**30)))
+    node = {k: v for k, v in env.items() if k not in ("AIM_GPU_MODEL", "AIM_GPU_COUNT")}
+    proc = aim(node, "detect", "--json", AIM_SYSFS_ROOT=str(root))
+    assert proc.returncode == 0, proc.stderr
+    devices = json.loads(proc.stdout)["devices"]
+    assert devices and all(d["memory_bytes"] == 192 * 1024**3 for d in devices)

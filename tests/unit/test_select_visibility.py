@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings as hsettings
 from hypothesis import strategies as st
 
 from aim_engine.engines import environment, render
+from aim_engine.errors import AimError
 from aim_engine.hardware import detect, visibility
 from aim_engine.hardware.raw import ProbeResult
 from aim_engine.planner.select import select
@@ -146,8 +147,12 @@ def test_the_engine_sees_exactly_the_first_n_detected_gpus(eight: Path, rocr: st
     """For any ROCR/HIP combination and any number of GPUs used, ROCm's composition of the
     engine's environment selects exactly the first `used` devices the agent detected."""
     environ = {k: v for k, v in (("ROCR_VISIBLE_DEVICES", rocr), ("HIP_VISIBLE_DEVICES", hip)) if v is not None}
-    hw = detect(settings(AIM_SYSFS_ROOT=str(eight)), environ, use_amdsmi=False)
-    if hw.is_cpu:       # e.g. HIP indexes past a short ROCR list: nothing to use, nothing to hide
+    try:
+        hw = detect(settings(AIM_SYSFS_ROOT=str(eight)), environ, use_amdsmi=False)
+    except AimError as exc:     # e.g. HIP indexes past a short ROCR list: every GPU hidden by mistake
+        assert "hide every GPU" in str(exc)
+        return
+    if hw.is_cpu:       # ROCR/HIP hide every GPU on purpose (-1, empty): nothing to use, nothing to hide
         return
     used = data.draw(st.integers(1, hw.gpu_count))
     env = {**environ, **environment.visibility(environ, hw.hip_visible_devices(used))}

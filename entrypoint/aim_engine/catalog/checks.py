@@ -267,6 +267,117 @@ def check_engine_args(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Proble
                                   f"use one of: {', '.join(info.choices)}")
 
 
+# ----------------------------------------------------------------- value rules (one table)
+# The values the planner reads and the engines take as counts, sizes and fractions: the same
+# rules for a recipe's args (check `arg-values`) and for AIM_ENGINE_ARGS (the planner calls
+# `value_problems` before it plans). Keyed by canonical arg; each engine's spelling of it (from
+# canonical.yaml and the flag lists, e.g. --tp-size, -tp, --max-model-len) gets the same rule.
+# 64: the most GPUs one node shows (settings.MAX_GPUS). 16M tokens: far beyond any model's context.
+VALUE_RULES: dict[str, tuple[str, float, float]] = {
+    "--tensor-parallel-size": ("count", 1, 64),
+    "--data-parallel-size": ("count", 1, 64),
+    "--pipeline-parallel-size": ("count", 1, 64),
+    "--max-context-len": ("count", 1, 16_777_216),
+    "--max-batch-size": ("count", 1, 1_048_576),
+    "--gpu-memory-utilization": ("fraction", 0, 1),
+}
+
+
+def _rule_of(arg: str, engine: str) -> tuple[str, tuple[str, float, float]] | None:
+    """(canonical name, rule) for `arg` in `engine`'s args, any spelling (engines.recipe_args:
+    the one answer to "which arg sets this"); None: no rule."""
+    from aim_engine.engines import recipe_args
+
+    for key, rule in VALUE_RULES.items():
+        if arg in recipe_args.spellings(key, engine):
+            return key, rule
+    return None
+
+
+def _scalar_problem(value: Any) -> str | None:
+    """What no arg value may be, whatever its flag: text with control characters (a NUL byte
+    cannot even reach exec), a number that is not finite (JSON's 1e999 is infinity)."""
+    import math
+
+    if isinstance(value, str):
+        if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
+            return "contains control characters (a NUL byte or a line break cannot be a command-line value)"
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is not a finite number"
+    if isinstance(value, (list, tuple)):
+        return next((p for p in map(_scalar_problem, value) if p), None)
+    if isinstance(value, Mapping):
+        return next((p for p in (*map(_scalar_problem, value.keys()), *map(_scalar_problem, value.values())) if p),
+                    None)
+    return None
+
+
+def value_problems(arg: str, value: Any, engine: str) -> list[tuple[str, str]]:
+    """(message, hint) for every way `value` of `arg` breaks the value rules in `engine`."""
+    from aim_engine.errors import shown
+
+    if value is None:
+        return []
+    problems = []
+    quoted = shown(value) if isinstance(value, str) else repr(value)
+    generic = _scalar_problem(value)
+    if generic:
+        problems.append((f"{arg} {quoted} {generic}", "write a plain value"))
+    found = _rule_of(arg, engine)
+    if found is None or generic:
+        return problems
+    key, (kind, low, high) = found
+    if kind == "count":
+        number = int_arg(value)
+        if number is None or not low <= number <= high:
+            example = 8192 if key == "--max-context-len" else int(low)
+            problems.append((f"{arg} {quoted} is not a whole number from {int(low)} to {int(high)}",
+                             f'write a count, e.g. "{example}"'))
+    else:
+        try:
+            number = float(str(value).strip()) if not isinstance(value, bool) else None
+        except ValueError:
+            number = None
+        if number is None or not low < number <= high:
+            problems.append((f"{arg} {quoted} is not a fraction above {low:g} and at most {high:g}",
+                             'write e.g. "0.9"'))
+    return problems
+
+
+def engine_args_problems(args: Mapping[str, Any], engines: Iterable[str]) -> list[str]:
+    """AIM_ENGINE_ARGS judged by the recipe rules: the value rules above and true/false for
+    switches (`--trust-remote-code "yes"` is refused in a recipe, so it is here). The renderer
+    checks flag names and choices; this checks the values the planner reads."""
+    from aim_engine.engines import flags
+    from aim_engine.engines.base import normalize_key
+
+    problems: list[str] = []
+    for raw, value in args.items():
+        arg = normalize_key(str(raw))
+        for engine in engines:
+            found = [f"{message} ({hint})" for message, hint in value_problems(arg, value, engine)]
+            native = (canonical_args().get(arg, {}).get(engine) or {}).get("flag") or arg
+            info = flags.flag_info(engine, native)
+            if info is not None and not info.takes_value and not _switch_value_ok(value):
+                found.append(f"{arg} is a switch; {value!r} is not true/false (write true, false or null)")
+            problems.extend(p for p in found if p not in problems)
+    return problems
+
+
+def check_arg_values(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Problem]:
+    """Counts, sizes and fractions in range; no control characters or infinite numbers."""
+    from aim_engine.engines import recipe_args as ra
+
+    for config in recipe.configs:
+        owned = (*ra.spellings(ra.TENSOR_PARALLEL, config.engine), *ra.spellings(ra.DATA_PARALLEL, config.engine))
+        for arg, value in config.args.items():
+            if arg in owned:
+                continue     # the tensor-parallel check owns these (and says what N_gpu needs)
+            for message, hint in value_problems(arg, value, config.engine):
+                yield doc.problem("arg-values", _arg_path(config, arg), message, hint)
+
+
 def _switch_value_ok(value: Any) -> bool:
     return value is None or isinstance(value, bool) or (isinstance(value, str) and value.strip().lower() in (*TRUE_FALSE, ""))
 
@@ -428,6 +539,7 @@ CHECKS: tuple[Check, ...] = (
     Check("enabled-config", RECIPE_SCOPE, check_enabled, "at least one serving config is enabled"),
     Check("tensor-parallel", RECIPE_SCOPE, check_tensor_parallel, "an N_gpu config's tensor-parallel size is N"),
     Check("engine-args", RECIPE_SCOPE, check_engine_args, "args are canonical or real engine flags"),
+    Check("arg-values", RECIPE_SCOPE, check_arg_values, "counts, sizes and fractions are in range; values are plain"),
     Check("hardware", RECIPE_SCOPE, check_hardware_precision,
           "the hardware's architecture runs the precision, engine, KV-cache dtype and attention backend"),
     Check("dtype", RECIPE_SCOPE, check_dtype, "--dtype agrees with precision"),

@@ -52,6 +52,24 @@ def _partition_share(raw: RawGpu, spec: gpus.GpuSpec | None) -> tuple[int | None
     return memory, None
 
 
+def _sane_memory(index: int, memory: int, spec: gpus.GpuSpec | None, notes: list[str]) -> int:
+    """A memory size the planner can believe: a known GPU never has more than its spec-table
+    size (a damaged or hostile sysfs saying 10^30 bytes is capped, with a note); an unknown one
+    claiming more than twice the largest GPU in the table is an error, not a plan."""
+    if spec is not None:
+        if memory > spec.memory_bytes:
+            notes.append(f"GPU {index}: reports {memory:,} bytes of memory, more than a {spec.name} has; "
+                         f"using the spec table's {spec.memory_bytes:,}")
+            return spec.memory_bytes
+        return memory
+    largest = max(s.memory_bytes for s in gpus.all_specs())
+    if memory > 2 * largest:
+        raise AimError(f"GPU {index} reports {memory:,} bytes of memory, more than twice the largest Instinct GPU "
+                       f"({largest:,} bytes): the sysfs or amdsmi reading is not believable",
+                       hint="check the node's driver (KFD topology mem_banks) or set AIM_GPU_MODEL to plan for a known GPU")
+    return memory
+
+
 def _to_device(index: int, rocr_index: int, raw: RawGpu, notes: list[str]) -> Device:
     spec = gpus.by_device_id(raw.device_id, raw.compute_units) if raw.device_id else None
     if spec is not None and spec.gfx != raw.gfx:
@@ -63,6 +81,7 @@ def _to_device(index: int, rocr_index: int, raw: RawGpu, notes: list[str]) -> De
         notes.append(f"GPU {index}: {note}")
     if memory is None:
         memory = spec.memory_bytes if spec else 0
+    memory = _sane_memory(index, memory, spec, notes)
     return Device(
         index=index,
         model=spec.name if spec else raw.gfx,
@@ -136,6 +155,13 @@ def detect(settings, environ: Mapping[str, str] | None = None, *, use_amdsmi: bo
     visible = visibility.apply([g.uuid for g in probe.gpus], environ)
     notes += visible.notes
     warnings += visible.warnings
+    if probe.gpus and not visible.final and visible.warnings:
+        # A malformed visibility list that hides every GPU would silently plan for the CPU on a
+        # GPU node (exit 0): that is a mistake to report, not a plan.
+        raise AimError("the GPU visibility variables hide every GPU because of an unusable entry: "
+                       + "; ".join(visible.warnings),
+                       hint="list GPU indices (0,1,...) or GPU-<hex> UUIDs; set ROCR_VISIBLE_DEVICES=-1 "
+                            "(or empty) to use no GPU on purpose")
     devices = [
         _to_device(index, rocr_index, probe.gpus[position], notes)
         for index, (position, rocr_index) in enumerate(visible.selected())

@@ -345,6 +345,23 @@ def _check_overrides(settings: "Settings", hardware: "Hardware") -> None:
         )
 
 
+def _check_engine_args(settings: "Settings") -> None:
+    """AIM_ENGINE_ARGS values, by the rules recipe args obey (catalog.checks: one table), before
+    they size anything: a context of 1e30 must not skip the memory check, a TP of -1 must not
+    render while the plan says 8."""
+    if not settings.engine_args:
+        return
+    from aim_engine.catalog.checks import engine_args_problems
+
+    engines = ("vllm", "sglang") if settings.engine == "auto" else (settings.engine,)
+    problems = engine_args_problems(settings.engine_args, engines)
+    if problems:
+        raise AimError("AIM_ENGINE_ARGS: " + "; ".join(problems[:10])
+                       + (f"; and {len(problems) - 10} more" if len(problems) > 10 else ""),
+                       hint="the values AIM_ENGINE_ARGS sets obey the same rules as a recipe's args "
+                            "(docs/inputs.md)")
+
+
 def _pinned(settings: "Settings", catalog: Any, inventory: "Inventory | None" = None) -> Recipe | None:
     if not settings.recipe_id:
         return None
@@ -580,6 +597,7 @@ def recipes_of(catalog: Any, source: ModelSource) -> list[Recipe]:
 def select(settings: "Settings", hardware: "Hardware", catalog: Any, inventory: "Inventory | None" = None) -> Plan:
     """The plan for AIM_MODEL_ID on `hardware` with the engines of `inventory` (see the module
     docstring for every rule)."""
+    _check_engine_args(settings)
     _check_engine_installed(settings, inventory)
     pinned = _pinned(settings, catalog, inventory)
     model_id = settings.model_id
