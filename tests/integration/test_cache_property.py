@@ -22,7 +22,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import string
 import tempfile
 from pathlib import Path
@@ -35,6 +34,7 @@ from aim_engine.cli import main as cli_main
 from aim_engine.errors import AimError
 from aim_engine.settings import Settings
 from tests.support.cache_tree import REPO, Canary, build
+from tests.support.hang_guard import bounded
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 BOUND_S = 20   # per command: a hang guard, not a timing assertion
@@ -84,20 +84,6 @@ def environment(values: dict[str, str]):
         os.environ.update(saved)
 
 
-@contextlib.contextmanager
-def bounded(what: str):
-    def timeout(_sig, _frame):
-        raise AssertionError(f"{what} did not return within {BOUND_S}s")
-
-    previous = signal.signal(signal.SIGALRM, timeout)
-    signal.alarm(BOUND_S)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def run_everything(top: Path) -> list[str]:
     """Every cache command over the planted tree; returns their outputs (for failure messages)."""
     outputs = []
@@ -106,7 +92,7 @@ def run_everything(top: Path) -> list[str]:
     with environment(env):
         for argv in [*COMMANDS, "warm", ["cache", "remove", REPO]]:
             out, err = io.StringIO(), io.StringIO()
-            with bounded(str(argv)), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            with bounded(str(argv), BOUND_S), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 if argv == "warm":
                     try:
                         cache_api.warm(REPO, Settings.from_env())

@@ -15,9 +15,8 @@ import io
 import json
 import math
 import os
-import signal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -27,6 +26,7 @@ from aim_engine import cli
 from aim_engine.catalog import cards, config_facts
 from aim_engine.errors import AimError
 from aim_engine.planner.model_source import model_from_config, resolve
+from tests.support.hang_guard import bounded
 from tests.unit.selection_cases import catalog_of, settings
 from tests.unit.test_cards import GEMMA3_27B, REAL
 
@@ -159,23 +159,9 @@ CONFIGS = st.one_of(
     JSON,
 )
 INDEXES = st.one_of(st.none(), JSON, st.builds(lambda size: {"metadata": {"total_size": size}, "weight_map": {}}, JSON_SCALARS))
-CI = hsettings(max_examples=100, derandomize=True, deadline=None,
+# Seeds: the `ci` profile (tests/conftest.py) derandomizes under `make test`.
+CI = hsettings(max_examples=100, deadline=None,
                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-HANG_GUARD_S = 20     # a hang guard, not a performance bound: an input that loops forever fails
-
-
-@contextlib.contextmanager
-def _hang_guard() -> Iterator[None]:
-    def expired(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"aim-engine plan did not finish within {HANG_GUARD_S} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(HANG_GUARD_S)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
@@ -215,7 +201,7 @@ def test_plan_over_arbitrary_config_and_index(plan_env: dict[str, Path], config:
            "AIM_OFFLINE": "1", "AIM_LOG_LEVEL": "error", "PATH": os.environ.get("PATH", "")}
     out, err = io.StringIO(), io.StringIO()
     with mock.patch.dict(os.environ, env, clear=True), contextlib.redirect_stdout(out), \
-            contextlib.redirect_stderr(err), _hang_guard():
+            contextlib.redirect_stderr(err), bounded("aim-engine plan"):
         code = cli.main(["plan"])
     assert code in (0, 1, 2), (code, err.getvalue())
     assert "Traceback" not in err.getvalue() + out.getvalue()
