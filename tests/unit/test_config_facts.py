@@ -113,6 +113,14 @@ def test_a_damaged_index_is_an_error_not_a_negative_size(tmp_path: Path, index: 
     assert needle in str(info.value) and config_facts.INDEX_FILE in str(info.value)
 
 
+def test_gpt_oss_without_layer_types_is_read_not_a_crash() -> None:
+    """Found by the property test: gpt_oss's rule counts `layer_types`; without the list the
+    window (if any) applies to every layer, as for Mistral."""
+    assert config_facts.read({**BASE, "model_type": "gpt_oss"}).sliding_window is None
+    facts = config_facts.read({**BASE, "model_type": "gpt_oss", "sliding_window": 128})
+    assert (facts.sliding_window, facts.sliding_window_layers) == (128, 0)
+
+
 def test_non_utf8_config_is_an_error_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_bytes(b'{"hidden_size": "\xff\xfe"}')
     with pytest.raises(AimError) as info:

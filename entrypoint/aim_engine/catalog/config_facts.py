@@ -284,7 +284,7 @@ def _sliding(rule: str, text: _Section, layers: int) -> tuple[int | None, int]:
         if not text.flag("use_sliding_window", True) or not window:
             return None, 0
         return window, 0
-    if rule == "window":
+    if rule in ("window", "layer_types"):   # layer_types without the list: a window on every layer
         return (window, 0) if window else (None, 0)
     if rule == "qwen":
         if not text.flag("use_sliding_window", False) or not window:
