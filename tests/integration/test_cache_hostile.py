@@ -386,3 +386,16 @@ def test_boot_with_a_cache_path_that_cannot_hold_a_cache(tmp_path, cache_path):
     log = agent.log()
     assert "Traceback" not in log and "this is a bug" not in log
     assert code == 2 and f"AIM_CACHE_PATH={cache_path!r}" in log and not (tmp_path / "engine.json").exists()
+
+
+def test_config_json_is_read_bounded(tmp_path):
+    """config.json linked to a weights-sized file (sparse here: no disk used) is refused by its
+    size, not read whole into memory (the same reader serves the cache's snapshots)."""
+    model = tmp_path / "model"
+    model.mkdir()
+    big = tmp_path / "weights.bin"
+    with open(big, "wb") as f:
+        f.truncate(100 << 20)
+    (model / "config.json").symlink_to(big)
+    out = run(env_for(tmp_path / "cache", AIM_MODEL_ID=str(model)), "plan")
+    assert out.returncode == 1 and "config.json" in out.stderr and "more than the" in out.stderr

@@ -400,11 +400,18 @@ def _json_type(value: Any) -> str:
 # ---------------------------------------------------------------- files
 
 
+JSON_MAX_BYTES = 64 << 20   # config.json is a few KB, a safetensors index a few MB
+
+
 def load_json(path: Path, what: str) -> Any:
     """A JSON file's content; ConfigError naming the file for unreadable, non-UTF-8 or invalid
-    JSON (never a traceback)."""
+    JSON (never a traceback). Read bounded, and only from a regular file (aim_engine.confine): a
+    config.json in the shared cache or a model folder may be a FIFO, /dev/zero or a link to a
+    weights blob, which must not hang the agent or fill its memory."""
+    from aim_engine.confine import read_bounded
+
     try:
-        raw = path.read_bytes()
+        raw = read_bounded(path, JSON_MAX_BYTES)
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     try:
