@@ -399,3 +399,11 @@ def test_config_json_is_read_bounded(tmp_path):
     (model / "config.json").symlink_to(big)
     out = run(env_for(tmp_path / "cache", AIM_MODEL_ID=str(model)), "plan")
     assert out.returncode == 1 and "config.json" in out.stderr and "more than the" in out.stderr
+
+
+def test_plan_of_a_model_outside_the_catalog_names_a_bad_cache_path(tmp_path):
+    repo = make_repo(tmp_path / "repo", shards=1, shard_bytes=10_000, decoys=False)
+    with HubServer() as hub:
+        hub.add_repo(REPO, repo.path)
+        out = run(env_for("/dev/null", HF_ENDPOINT=hub.url, AIM_MODEL_ID=REPO), "plan")
+    assert out.returncode == 2 and "AIM_CACHE_PATH='/dev/null' is not a folder" in out.stderr

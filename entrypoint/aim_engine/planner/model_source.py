@@ -259,7 +259,9 @@ def _hub_fetch(repo_id: str, settings: Any) -> tuple[Facts, int | None]:
     from huggingface_hub import hf_hub_download  # lazily: heavy, and most boots never need it
 
     from aim_engine.cache.download import endpoint_of
+    from aim_engine.cache.layout import check_cache_root
 
+    check_cache_root(settings.cache_path)   # the download lands in the cache: a file there is not "the hub"
     common = dict(revision=settings.model_revision, cache_dir=str(settings.hub_cache),
                   token=settings.hf_token or False, endpoint=endpoint_of(settings))
     try:
