@@ -223,6 +223,11 @@ class Boot:
         """Record the failure, say it once, keep /status telling it for the grace period."""
         if isinstance(exc, AimError):
             code, message, hint, kind = exc.exit_code, exc.message, exc.hint, type(exc).__name__
+        elif isinstance(exc, OSError):   # the file system said no: name the file
+            from aim_engine.errors import os_error_text
+
+            code, message, kind = 1, os_error_text(exc), "OSError"
+            hint = "check that path: its permissions, its type and the length of its name"
         else:   # a bug: the traceback goes to the log, /status carries the one-line summary
             code, message, hint, kind = 1, f"{type(exc).__name__}: {exc}", "this is a bug in aim-engine", "bug"
         # SIGTERM/SIGINT are handled before /status says `failed` (whoever reads that and stops us
@@ -242,8 +247,9 @@ class Boot:
         try:
             self.state.fail(redact.mask_text(message, redact.secret_values()), hint, kind)
             self.log.error("boot failed", phase=self.state.error["phase"] if self.state.error else None,
-                           error=message, hint=hint, exc_info=not isinstance(exc, AimError))
-            print(redact.mask_text(f"aim-engine: error: {exc}", redact.secret_values()), file=stream, flush=True)
+                           error=message, hint=hint, exc_info=kind == "bug")
+            said = exc if isinstance(exc, AimError) else message + (f"\n  hint: {hint}" if hint else "")
+            print(redact.mask_text(f"aim-engine: error: {said}", redact.secret_values()), file=stream, flush=True)
             grace = self.settings.fail_grace if self.probe is not None else 0.0
             if grace > 0 and not requested:
                 self.log.info("keeping /status up before exiting", seconds=grace, port=self.settings.health_port)

@@ -13,7 +13,7 @@ import sys
 from typing import Sequence
 
 from aim_engine import __version__
-from aim_engine.errors import AimError
+from aim_engine.errors import AimError, os_error_text
 from aim_engine.redact import masked_std_streams
 
 # name -> (module, one-line help). Order is the order shown in --help.
@@ -65,3 +65,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("aim-engine: interrupted", file=sys.stderr)
             return 130
+        except OSError as exc:     # the file system said no: name the file, not a traceback
+            print(f"aim-engine: error: {os_error_text(exc)}", file=sys.stderr)
+            return 1

@@ -22,6 +22,14 @@ def shown(value: Any, limit: int = ECHO_LIMIT) -> str:
     return f"{head!r}… ({len(text)} characters)"
 
 
+def os_error_text(exc: OSError) -> str:
+    """An OSError as a user reads it: what failed and on which file (`[Errno 36] File name too
+    long` alone does not say which of the agent's paths was too long)."""
+    what = exc.strerror or type(exc).__name__
+    files = [f for f in (exc.filename, getattr(exc, "filename2", None)) if f]
+    return f"{what}: " + " -> ".join(shown(str(f), 200) for f in files) if files else f"{what} ({exc})"
+
+
 class AimError(Exception):
     """An error the user can fix; `hint` says how."""
 

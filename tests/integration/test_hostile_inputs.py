@@ -305,3 +305,38 @@ def test_an_absurd_sysfs_memory_size_is_capped_to_the_gpu_table(env, tmp_path):
     assert proc.returncode == 0, proc.stderr
     devices = json.loads(proc.stdout)["devices"]
     assert devices and all(d["memory_bytes"] == 192 * 1024**3 for d in devices)
+
+
+# ------------------------------------------- item 10: the boot checks user files as validate does
+def test_a_boot_refuses_a_user_recipe_that_validate_rejects(tmp_path, env):
+    """The recipe says bf16 but loads the FP8 checkpoint: `validate` rejects it (checkpoint),
+    so a boot through AIM_RECIPES_DIR must not serve it either."""
+    text = RECIPES[RECIPE_ID].replace("huggingface_id: acme/Test-70B\n", "huggingface_id: acme/Test-70B-FP8\n", 1)
+    Path(env["AIM_RECIPES_DIR"], f"{RECIPE_ID}.yaml").write_text(text)
+    check = aim(env, "validate", "--recipes-dir", env["AIM_RECIPES_DIR"], "--models-dir", env["AIM_MODELS_DIR"])
+    assert check.returncode == 1 and "[checkpoint]" in check.stdout
+    stderr = user_error(aim(env, "plan"))
+    assert f"{RECIPE_ID}.yaml" in stderr and "fp8 checkpoint but precision is bf16" in stderr
+
+
+# ------------------------------------------------------------- item 16: huge echoes, summarised
+def test_a_recipe_with_ten_thousand_bad_configs_is_summarised(tmp_path, env):
+    head = RECIPES[RECIPE_ID].split("vllm_serve:")[0]
+    configs = "".join(f'  "{n}_gpu":\n    enabled: true\n    args: {{--tensor-parallel-size: "1"}}\n'
+                      for n in range(2, 10_002))
+    path = tmp_path / f"{RECIPE_ID}.yaml"
+    path.write_text(head + "vllm_serve:\n" + configs)
+    out = aim(env, "validate", "--recipe", str(path), "--models-dir", env["AIM_MODELS_DIR"])
+    assert out.returncode == 1
+    lines = out.stdout.splitlines()
+    assert len(lines) < 200, len(lines)
+    assert "more [tensor-parallel] problems (--format json lists all)" in out.stdout
+
+
+# ------------------------------------------------ item 6: serve names the file, never "a bug"
+def test_serve_names_a_broken_catalog_directory(tmp_path, env):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    proc = aim(_serve_env(env, tmp_path, AIM_RECIPES_DIR=str(loop)), "serve")
+    stderr = user_error(proc)
+    assert f"recipes directory {loop} is a symbolic link loop" in stderr

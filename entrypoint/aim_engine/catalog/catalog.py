@@ -77,6 +77,9 @@ class Catalog:
         model_docs = loader.read_documents(loader.MODEL, _files(models_dirs, "model"))
         recipe_docs = loader.read_documents(loader.RECIPE, _files(recipes_dirs, "recipe"))
         problems = [p for d in (*model_docs, *recipe_docs) for p in d.problems]
+        trusted_models = [loader.read_trusted(loader.MODEL, p) for p in trusted_model_files]
+        if not problems and (model_docs or recipe_docs):
+            problems = _meaning_problems(model_docs, recipe_docs, trusted_models)
         if problems:
             listed = "\n".join(f"  {p.render()}".replace("\n", "\n  ") for p in problems[:_MAX_LISTED])
             more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
@@ -84,8 +87,7 @@ class Catalog:
                            hint="run `aim-engine validate` on those directories for the full report")
         models: dict[str, Model] = {}
         slugs: dict[str, list[str]] = {}
-        for model in (*(loader.read_trusted(loader.MODEL, p) for p in trusted_model_files),
-                      *(doc.obj for doc in model_docs)):
+        for model in (*trusted_models, *(doc.obj for doc in model_docs)):
             models[model.model_id] = model
             slugs.setdefault(model.model_id.lower(), []).append(model.slug)
         recipes: dict[str, Recipe] = {}
@@ -153,6 +155,34 @@ class Catalog:
                     out.append(recipe)
         out.extend(r for r in self._eager_by_id.values() if r.recipe_id not in self._shelf)
         return out
+
+
+# What the boot does not ask of a user file that `validate` does:
+# - whether each config fits the memory of the recipe's GPU and its tensor-parallel size suits
+#   the model: the planner judges exactly that on the devices actually present and rejects
+#   (with the numbers, in `plan`) every config that does not fit;
+# - the file-naming rule (recipe_id = {slug}-{hardware}-{precision}): it orders the shipped
+#   catalog's lazy shelf; a user recipe is read whole whatever its name, and a deployment's
+#   override keeps the id of the recipe it replaces even under a user model with another slug.
+# - uniqueness of ids across directories: at boot a later directory wins on a clash, which is
+#   the documented way to override a recipe or a model (`validate` over both reports the clash).
+# Every check of what is served (checkpoint, dtype, precision on the hardware, engine flags and
+# their values, GPU counts, model facts) runs at boot as in `validate`.
+BOOT_SKIPPED_CHECKS = ("memory-fit", "tp-legal", "recipe-id", "duplicate-recipe", "duplicate-model")
+
+
+def _meaning_problems(model_docs: list[Any], recipe_docs: list[Any], trusted_models: list[Model]) -> list[Any]:
+    """The validator's checks over the user's files (`validate`'s own loop), so a recipe that
+    `validate` rejects is never served: recipes resolve against the user's models, then the
+    shipped ones."""
+    from aim_engine.catalog import checks
+    from aim_engine.catalog.validator import run_checks
+
+    given = [doc.obj for doc in model_docs]
+    ids = {m.model_id for m in given}
+    ctx = checks.Context(recipe_docs=recipe_docs, model_docs=model_docs,
+                         models=[*given, *(m for m in trusted_models if m.model_id not in ids)])
+    return run_checks(ctx, skip=BOOT_SKIPPED_CHECKS)
 
 
 def _dirs(dirs: Iterable[Path], what: str) -> list[Path]:

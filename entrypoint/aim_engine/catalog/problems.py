@@ -74,8 +74,19 @@ class Report:
         return (f"{verdict}: {n(self.files, 'file')} checked, {n(self.recipes, 'recipe')}, "
                 f"{n(self.models, 'model')}, {n(len(self.problems), 'problem')}")
 
-    def render_text(self) -> str:
-        lines = [p.render() for p in self.sorted_problems()]
+    def render_text(self, per_group: int = 20) -> str:
+        """Problems for people: at most `per_group` of one check in one file, then a count (a
+        recipe with 10,000 broken configs is a screenful, not 20,000 lines; JSON lists all)."""
+        lines: list[str] = []
+        shown_in: dict[tuple[str, str], int] = {}
+        for p in self.sorted_problems():
+            group = (p.file, p.check)
+            shown_in[group] = shown_in.get(group, 0) + 1
+            if shown_in[group] <= per_group:
+                lines.append(p.render())
+        for (file, check), count in shown_in.items():
+            if count > per_group:
+                lines.append(f"{file}: ... and {count - per_group} more [{check}] problems (--format json lists all)")
         lines.append(self.summary())
         return "\n".join(lines)
 

@@ -99,15 +99,25 @@ def validate(inputs: Inputs | None = None) -> Report:
     report = Report(files=len(recipe_docs) + len(model_docs), recipes=len(recipe_docs), models=len(model_docs))
     for doc in (*recipe_docs, *model_docs):
         report.problems.extend(doc.problems)
-    for check in checks_module.all_checks():
-        if check.scope == checks_module.RECIPE_SCOPE:
-            for doc in recipe_docs:
-                if doc.checkable is not None:
-                    report.problems.extend(_run_check(check, (doc, doc.checkable, ctx), doc.display))
-        elif check.scope == checks_module.MODEL_SCOPE:
-            for doc in model_docs:
-                if doc.schema_ok:
-                    report.problems.extend(_run_check(check, (doc, doc.obj, ctx), doc.display))
-        else:
-            report.problems.extend(_run_check(check, (ctx,), "(catalog)"))
+    report.problems.extend(run_checks(ctx))
     return report
+
+
+def run_checks(ctx: checks_module.Context, skip: Sequence[str] = ()) -> list[Problem]:
+    """Every check (but `skip`) over the documents of `ctx`: the one loop `validate` and the
+    boot's reading of AIM_RECIPES_DIR/AIM_MODELS_DIR share, so both judge a file alike."""
+    problems: list[Problem] = []
+    for check in checks_module.all_checks():
+        if check.name in skip:
+            continue
+        if check.scope == checks_module.RECIPE_SCOPE:
+            for doc in ctx.recipe_docs:
+                if doc.checkable is not None:
+                    problems.extend(_run_check(check, (doc, doc.checkable, ctx), doc.display))
+        elif check.scope == checks_module.MODEL_SCOPE:
+            for doc in ctx.model_docs:
+                if doc.schema_ok:
+                    problems.extend(_run_check(check, (doc, doc.obj, ctx), doc.display))
+        else:
+            problems.extend(_run_check(check, (ctx,), "(catalog)"))
+    return problems
