@@ -340,3 +340,28 @@ def test_serve_names_a_broken_catalog_directory(tmp_path, env):
     proc = aim(_serve_env(env, tmp_path, AIM_RECIPES_DIR=str(loop)), "serve")
     stderr = user_error(proc)
     assert f"recipes directory {loop} is a symbolic link loop" in stderr
+
+
+# ----------------------------------------- items 4 and 5: /status and the logs of a real boot
+def test_status_and_logs_of_a_failed_boot_hold_no_planted_secret(env, tmp_path):
+    """A real `serve`: secret flags in AIM_ENGINE_ARGS (one inside a flag name, which fails the
+    render) and credentials in HF_ENDPOINT; /status, /health/ready and the log stay clean."""
+    import signal
+
+    from tests.e2e.harness import base_env, start_agent
+
+    agent_env = base_env({k: v for k, v in env.items() if k.startswith(("AIM_", "HF_"))})
+    agent_env.update(AIM_FAIL_GRACE="60", HF_ENDPOINT=f"http://user:{PASSWORD}@127.0.0.1:9/?token={QTOKEN}",
+                     AIM_ENGINE_ARGS=json.dumps({"--api-key": SECRET, "--hf-token": [SECRET],
+                                                 f"--api-key={SECRET}": True}))
+    agent = start_agent(tmp_path / "agent", agent_env)
+    try:
+        status = agent.wait_phase("failed", timeout=90)
+        ready = agent.probe("/health/ready")[1]
+        agent.signal(signal.SIGTERM)
+        agent.wait(30)
+    finally:
+        agent.kill_tree()
+    _assert_no_secret(json.dumps(status), json.dumps(ready), agent.log())
+    assert status["settings"]["hf_endpoint"] == "http://***@127.0.0.1:9/?token=***"
+    assert status["settings"]["engine_args"]["--api-key"] == "***"
