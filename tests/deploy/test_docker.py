@@ -66,3 +66,44 @@ def test_runs_as_non_root_with_healthcheck():
     user = first("USER")
     assert user not in ("root", "0")
     assert "/health/live" in first("HEALTHCHECK")
+
+
+FLAVOURS = DOCKER / "flavours.tsv"
+
+
+def flavour_table() -> dict[str, str]:
+    """flavour -> default base image, from docker/flavours.tsv (what scripts/image-build.sh reads)."""
+    rows = [line.split("\t") for line in FLAVOURS.read_text().splitlines() if line and not line.startswith("#")]
+    return {row[0]: row[1] for row in rows}
+
+
+def stages() -> dict[str, list[tuple[str, str]]]:
+    """Stage name -> its instructions (FROM excluded)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] | None = None
+    for word, args in instructions():
+        if word == "FROM":
+            parts = args.split()
+            name = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else f"stage{len(out)}"
+            current = out.setdefault(name, [])
+        elif current is not None:
+            current.append((word, args))
+    return out
+
+
+def test_every_flavour_is_a_stage_that_says_its_name_installs_once_and_drops_root():
+    table = flavour_table()
+    assert set(table) == {"rocm-vllm", "rocm-sglang", "cpu"}
+    found = stages()
+    for flavour in table:
+        body = found[flavour]
+        envs = " ".join(args for word, args in body if word == "ENV")
+        assert f"AIM_IMAGE_FLAVOUR={flavour}" in envs
+        runs = [args for word, args in body if word == "RUN"]
+        assert len(runs) == 1 and runs[0].endswith("/opt/aim-engine/install-flavour.sh"), runs
+        assert body[-1][0] == "USER" and body[-1][1] not in ("root", "0")
+    # The default target (the last stage) is the default flavour, on its default base.
+    assert list(found)[-1] == "rocm-vllm"
+    default = next(args for word, args in instructions() if word == "ARG" and args.startswith("BASE_IMAGE="))
+    assert default.split("=", 1)[1] == table["rocm-vllm"]
+
