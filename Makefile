@@ -3,7 +3,8 @@
 #   make run    set up, then serve the embedded demo model (or AIM_MODEL_ID) on localhost:8000
 #   make test   set up, then run the whole test suite
 #   make bench  run the benchmarks and print a table
-#   make image  build the container image (needs a Docker engine)
+#   make image  build the ROCm image (needs a Docker engine; FLAVOUR=rocm-vllm|rocm-sglang)
+#   make image-cpu  build the CPU image aim-engine:cpu with docker or buildah (BASE_IMAGE=...)
 
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 >/dev/null 2>&1 && echo python3.11 || echo python3)
@@ -27,10 +28,23 @@ export AIM_HYPOTHESIS_PROFILE ?= ci
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv engines vllm-env sglang-env prometheus test run bench image clean
+# Images: docker/Dockerfile, one final stage per flavour (docker/flavours.tsv holds each one's
+# base). Without a Docker engine, buildah builds into a vfs store under the cache; the image test
+# builds on a local debootstrap base (scripts/image-base.sh), cached there while its script is
+# unchanged.
+FLAVOUR ?= rocm-vllm
+BASE_IMAGE ?=
+# The default flavour keeps the tag the manifests use (aim-engine:dev); others are named by flavour.
+IMAGE_TAG ?= aim-engine:$(if $(filter rocm-vllm,$(FLAVOUR)),dev,$(FLAVOUR))
+AIM_IMAGE_STORE ?= $(HOME)/.cache/aim-engine/image
+export AIM_IMAGE_STORE
+export CONTAINERS_STORAGE_CONF := $(abspath $(AIM_IMAGE_STORE))/storage.conf
+
+.PHONY: help venv engines vllm-env sglang-env prometheus test test-suite test-image run bench image image-cpu \
+	image-tools image-base clean
 
 help:
-	@sed -n '2,8p' Makefile
+	@sed -n '2,9p' Makefile
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -62,10 +76,23 @@ engines: vllm-env sglang-env
 prometheus:
 	@bash scripts/setup-prometheus.sh
 
-# The three environments are independent: build them in parallel.
+# The environments are independent: build them in parallel. Then the suite and the CPU image
+# test (build + run, minutes of mostly I/O) run side by side; the image test's output goes to a
+# log that is printed when it ends, so the suite's output stays readable.
 test:
 	$(MAKE) -j4 venv vllm-env sglang-env prometheus
-	AIM_REQUIRE_ENGINES=1 $(VPY) -m pytest -n 2 $(PYTEST_ARGS) tests
+	$(MAKE) -j2 --no-print-directory test-suite test-image
+
+test-suite:
+	AIM_REQUIRE_ENGINES=1 $(VPY) -m pytest -n 2 $(PYTEST_ARGS) --ignore=tests/image tests
+
+test-image: venv image-base
+	@mkdir -p $(AIM_IMAGE_STORE); log=$(AIM_IMAGE_STORE)/test-image.log; \
+	echo "test-image: building and running aim-engine:cpu (log: $$log)"; \
+	AIM_REQUIRE_IMAGE=1 AIM_TEST_IMAGE_BASE=$$(cat $(AIM_IMAGE_STORE)/base-image) \
+		$(VPY) -m pytest -p no:cacheprovider -v tests/image > $$log 2>&1; rc=$$?; \
+	echo "---- test-image (exit $$rc) ----"; grep -E "PASSED|FAILED|ERROR|SKIPPED|passed|failed|error" $$log | tail -n 8; \
+	if [ $$rc -ne 0 ]; then tail -n 80 $$log; fi; exit $$rc
 
 run:
 	$(MAKE) -j2 venv vllm-env
@@ -76,8 +103,22 @@ bench:
 	$(VPY) tests/benchmarks/run.py
 
 image:
-	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "make image: no Docker engine here (docker info failed)"; exit 1; }
-	docker build -f docker/Dockerfile -t aim-engine:dev .
+	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "make image: no Docker engine here (docker info failed); the CPU flavour builds with buildah: make image-cpu"; exit 1; }
+	BUILDER=docker BASE_IMAGE=$(BASE_IMAGE) bash scripts/image-build.sh $(FLAVOUR) $(IMAGE_TAG)
+
+# BASE_IMAGE=debootstrap builds on the local Debian base (no registry needed), as the test does.
+image-cpu:
+	@if [ "$(BASE_IMAGE)" = debootstrap ]; then $(MAKE) --no-print-directory image-base; base=$$(cat $(AIM_IMAGE_STORE)/base-image); \
+	else base="$(BASE_IMAGE)"; fi; \
+	if ! { command -v docker >/dev/null && docker info >/dev/null 2>&1; }; then bash scripts/image-storage.sh $(AIM_IMAGE_STORE) >/dev/null; fi; \
+	BASE_IMAGE=$$base bash scripts/image-build.sh cpu aim-engine:cpu
+
+image-tools:
+	@bash scripts/image-tools.sh
+
+image-base: image-tools
+	@bash scripts/image-storage.sh $(AIM_IMAGE_STORE) >/dev/null
+	@bash scripts/image-base.sh $(AIM_IMAGE_STORE) > $(AIM_IMAGE_STORE)/base-image.tmp && mv $(AIM_IMAGE_STORE)/base-image.tmp $(AIM_IMAGE_STORE)/base-image
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis
