@@ -30,3 +30,10 @@ def test_every_subcommand_is_documented():
 
 def test_the_two_commands_are_there():
     assert "make run" in README and "make test" in README
+
+
+def test_every_make_target_is_documented():
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    phony = makefile.split(".PHONY:", 1)[1].split("\n\n", 1)[0].replace("\\", " ").split()
+    missing = [t for t in phony if f"make {t}" not in README]
+    assert phony and missing == []
