@@ -35,11 +35,11 @@ if [[ ! -s "$bundle" ]]; then
   exit 1
 fi
 
-# Wheels (cpu flavour): a filled /wheelhouse (scripts/image-wheelhouse.sh, wheels for the base's
-# Python) means no index at all; otherwise the public index, plus PyTorch's CPU index for the
+# Wheels (cpu flavour): a complete /wheelhouse (scripts/image-wheelhouse.sh stamps it .complete;
+# wheels for the base's Python) means no index at all; otherwise the public index, plus PyTorch's CPU index for the
 # `+cpu` torch. The ROCm flavours install only the agent, from the public index.
 pip_sources=()
-if [[ "$flavour" == cpu ]] && compgen -G "/wheelhouse/*.whl" >/dev/null; then
+if [[ "$flavour" == cpu && -f /wheelhouse/.complete ]]; then
   pip_sources=(--no-index --find-links /wheelhouse)
   say "installing from the wheelhouse ($(find /wheelhouse -name '*.whl' | wc -l) wheels), no index"
 fi

