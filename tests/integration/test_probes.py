@@ -270,3 +270,28 @@ def test_a_clean_engine_exit_is_stopped_and_the_probe_leaves_at_once(tmp_path, e
         watched.kill()
         proc.kill()
         proc.wait()
+
+
+def test_the_probe_still_leaves_when_its_log_stream_is_gone(tmp_path, engine):
+    """In a container without its own PID namespace (buildah run), the stream the probe logs to
+    is closed when the engine exits; the exit must still end the probe, not kill the thread that
+    would have ended it (the CPU image test found a probe left serving forever)."""
+    port = free_port()
+    path = tmp_path / "state.json"
+    state = BootState(path)
+    state.update(engine={"models_url": engine.url, "served_model_name": "demo"})
+    state.enter("engine_starting")
+    watched = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    proc = subprocess.Popen([sys.executable, "-m", "aim_engine.probes", "--state", str(path), "--port", str(port),
+                             "--watch-pid", str(watched.pid)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: http_json(f"http://127.0.0.1:{port}/health/live")[0] == 200, 10, 0.05, "probe to listen")
+        proc.stdout.close()
+        proc.stderr.close()
+        watched.terminate()
+        watched.wait()
+        assert proc.wait(timeout=20) == 0
+    finally:
+        watched.kill()
+        proc.kill()
+        proc.wait()

@@ -170,10 +170,12 @@ class Probe:
                     break
             elif self.stop.wait(WATCH_INTERVAL_S) or not self.watched_alive():
                 break
-        if not self.stop.is_set():
-            self.record_exit()
-        self.stop.set()
-        server.shutdown()
+        try:
+            if not self.stop.is_set():
+                self.record_exit()
+        finally:                              # whatever recording did, the probe ends with the engine
+            self.stop.set()
+            server.shutdown()
 
     def record_exit(self) -> None:
         status = exit_watch.read_exit(self.watch_pid, self.pidfd)
@@ -183,9 +185,12 @@ class Probe:
         if self.log is not None:
             event = "engine exited" if view.engine_exited else "agent exited"
             level = "info" if status.clean or view.agent_phase in TERMINAL else "error"
-            getattr(self.log, level)(event, pid=self.watch_pid, code=status.code,
-                                     signal=view.exit["signal"] if view.exit else None,
-                                     phase=view.phase, was_ready=self.ever_ready)
+            try:
+                getattr(self.log, level)(event, pid=self.watch_pid, code=status.code,
+                                         signal=view.exit["signal"] if view.exit else None,
+                                         phase=view.phase, was_ready=self.ever_ready)
+            except OSError:
+                pass    # the log stream closed with the engine (a container without a PID namespace)
         if view.engine_exited and not status.clean and self.linger > 0:
             # /status and /metrics keep saying why for a moment (outside a container's PID 1).
             time.sleep(self.linger)
