@@ -53,3 +53,14 @@ def test_argv():
     argv = ["vllm", "serve", "m", "--api-key", "abc123", f"--hf-token={TOKEN}", "--port", "8000", f"--x={TOKEN}"]
     assert redact.mask_argv(argv, secrets=()) == ["vllm", "serve", "m", "--api-key", "***", "--hf-token=***",
                                                   "--port", "8000", "--x=***"]
+
+
+def test_masking_stream_sees_a_secret_split_across_writes():
+    import io
+
+    out = io.StringIO()
+    stream = redact.MaskingStream(out)
+    for piece in ('{"url": "http://u:', "pass", 'word@h/?token=abc', 'def"}\n', f"a {TOKEN[:5]}", f"{TOKEN[5:]} b\n"):
+        stream.write(piece)
+    stream.flush()
+    assert out.getvalue() == '{"url": "http://***@h/?token=***"}\na *** b\n'
