@@ -365,3 +365,40 @@ def test_status_and_logs_of_a_failed_boot_hold_no_planted_secret(env, tmp_path):
     _assert_no_secret(json.dumps(status), json.dumps(ready), agent.log())
     assert status["settings"]["hf_endpoint"] == "http://***@127.0.0.1:9/?token=***"
     assert status["settings"]["engine_args"]["--api-key"] == "***"
+
+
+# --------------------------------------- item 6: mode-000 files and folders in a catalog
+def _without_dac_override(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """The CLI as root without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH: file modes then bind root
+    too, as they bind the agent's user in a pod (`runAsNonRoot` or dropped capabilities)."""
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.geteuid() != 0:
+        pytest.skip(reason="needs root and setpriv (util-linux) to drop the file-permission override")
+    return subprocess.run([setpriv, "--inh-caps=-dac_override,-dac_read_search",
+                           "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-m", "aim_engine", *args],
+                          env=env, capture_output=True, text=True, timeout=90, preexec_fn=_limit_memory)
+
+
+def test_unreadable_catalog_entries_are_named_at_boot_and_in_validate(env, tmp_path):
+    recipes = Path(env["AIM_RECIPES_DIR"])
+    locked = recipes / "locked.yaml"
+    locked.write_text(RECIPES[RECIPE_ID])
+    locked.chmod(0)
+    sealed = tmp_path / "sealed"
+    sealed.mkdir()
+    sealed.chmod(0)
+    try:
+        boot = user_error(_without_dac_override(env, "plan"))
+        check = _without_dac_override(env, "validate", "--recipes-dir", str(recipes))
+        assert "locked.yaml: the file cannot be read: Permission denied" in boot
+        assert check.returncode == 1 and "locked.yaml: the file cannot be read: Permission denied" in check.stdout
+        sealed_boot = user_error(_without_dac_override(dict(env, AIM_RECIPES_DIR=str(sealed)), "plan"))
+        sealed_check = _without_dac_override(env, "validate", "--recipes-dir", str(sealed))
+        assert f"recipes directory {sealed} cannot be read: permission denied" in sealed_boot
+        assert sealed_check.returncode == 2
+        assert f"recipes directory {sealed} cannot be read: permission denied" in sealed_check.stderr
+    finally:
+        sealed.chmod(0o755)
+        locked.chmod(0o644)
