@@ -99,6 +99,8 @@ class Boot:
         self.state.update(model_id=settings.model_id, settings=settings.public_dict())
         self.probe: Any = None
         self.engines: Any = None      # engines.inventory.Inventory, from the detecting phase
+        self.hardware: Any = None
+        self.compile_plan: Any = None
 
     def start_probes(self) -> None:
         from aim_engine import probes
@@ -147,6 +149,7 @@ class Boot:
         from aim_engine.engines import inventory
 
         hardware = detect(self.settings)
+        self.hardware = hardware
         self.engines = inventory.scan(flavour=self.settings.image_flavour)
         self.state.update(hardware=hardware.to_dict(), engines=self.engines.to_dict())
         return hardware
@@ -191,9 +194,27 @@ class Boot:
         from aim_engine.engines import render
 
         launch = render(plan, self.settings, model_path, cache_warm)
+        self.compile_cache(plan, launch)
         public = launch.public_dict()
         self.state.update(engine={**public, "name": launch.engine, "port": self.settings.port})
         return launch
+
+    def compile_cache(self, plan: Any, launch: Any) -> Any:
+        """Point the engine's compile and kernel caches at the volume (docs/cache.md); say in the
+        log and /status whether this boot should skip compiling (warm) or compile (cold)."""
+        from aim_engine.cache import compiled
+
+        cplan = compiled.plan_for(plan, launch, self.settings.cache_path,
+                                  gfx=getattr(self.hardware, "gfx", None))
+        cplan = self.compile_plan = compiled.prepare(cplan, self.log)
+        launch.env.update(cplan.env)
+        launch.env_changes.update(cplan.env)
+        self.state.update(compile_cache=cplan.to_dict())
+        message = {"warm": "compile cache warm (hit)", "cold": "compile cache cold (miss)",
+                   "off": "compile cache off", "user": "compile cache set by the user"}[cplan.state]
+        self.log.info(message, reason=cplan.reason, id=cplan.key,
+                      path=str(cplan.work_dir) if cplan.work_dir else None)
+        return cplan
 
     def exec(self, plan: Any, launch: Any) -> None:
         """Replace this process with the engine. Returns only by raising."""
@@ -210,6 +231,10 @@ class Boot:
                       boot_ms=round(1000 * (time.time() - self.state.started_at), 1))
         sys.stdout.flush()
         sys.stderr.flush()
+        if self.compile_plan is not None:
+            from aim_engine.cache import compiled
+
+            compiled.record_attempt(self.compile_plan)
         for s in (signal.SIGTERM, signal.SIGINT):
             signal.signal(s, signal.SIG_DFL)
         try:

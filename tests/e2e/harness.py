@@ -218,6 +218,23 @@ FAKE_ENGINE = textwrap.dedent('''\
     if mode == "record":
         sys.exit(0)
     time.sleep(float(os.environ.get("FAKE_ENGINE_DELAY", "0")))
+    if os.environ.get("FAKE_ENGINE_COMPILE"):
+        # Like vLLM 0.32: an index file under VLLM_CACHE_ROOT, read back with ast.literal_eval
+        # without a guard (a corrupt one crashes the engine), written with a plain open("w").
+        import ast
+        root = os.environ.get("VLLM_CACHE_ROOT") or os.path.expanduser("~/.cache/vllm")
+        index = os.path.join(root, "torch_compile_cache", "vllm_compile_cache.py")
+        if os.path.exists(index):
+            ast.literal_eval(open(index).read())
+            outcome = "hit"
+        else:
+            os.makedirs(os.path.dirname(index), exist_ok=True)
+            time.sleep(float(os.environ.get("FAKE_ENGINE_COMPILE_S", "0")))
+            with open(index, "w") as fh:
+                fh.write(repr({{"graph": os.getpid()}}))
+            outcome = "compiled"
+        with open(os.environ["FAKE_ENGINE_COMPILE"], "a") as fh:
+            fh.write(outcome + "\\n")
     if mode.startswith("exit:"):
         print("fake engine: failing on purpose", file=sys.stderr)
         sys.exit(int(mode.split(":", 1)[1]))
@@ -252,6 +269,25 @@ def fake_engine_dir(directory: Path, name: str = "vllm", version: str | None = "
     script.write_text(FAKE_ENGINE.format(python=directory / PY))
     script.chmod(0o755)
     return directory
+
+
+def fake_engine_prefix(directory: Path, versions: Mapping[str, str] | None = None) -> Path:
+    """A fake engine installation: `bin/vllm` (the fake engine) whose `#!` names `bin/python`, and
+    `lib/python3/site-packages/<name>-<version>.dist-info` for `versions` (default: the vLLM CPU
+    build's), so the agent reads versions as it does from a real engine environment. Returns the
+    `bin/` directory to put first on PATH."""
+    bin_dir = directory / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    python = bin_dir / "python"
+    if not python.exists():
+        python.symlink_to(sys.executable)
+    script = bin_dir / "vllm"
+    script.write_text(FAKE_ENGINE.format(python=python))
+    script.chmod(0o755)
+    site = directory / "lib" / "python3" / "site-packages"
+    for name, version in (versions or {"vllm": "0.32.0", "torch": "2.13.0+cpu"}).items():
+        (site / f"{name}-{version}.dist-info").mkdir(parents=True, exist_ok=True)
+    return bin_dir
 
 
 def build_demo_model(python: Path, out: Path) -> Path:

@@ -40,6 +40,10 @@ def build(settings: Any) -> dict[str, Any]:
     plan = select(settings, hardware, catalog, engines)
     # A local directory is used in place, offline (as `serve` does); a hub id as on a cold cache.
     launch = render(plan, settings, plan.checkpoint, cache_warm=plan.is_local_checkpoint)
+    from aim_engine.cache import compiled
+
+    # What a boot would do with the compile caches (looked up, nothing written).
+    compile_cache = compiled.plan_for(plan, launch, settings.cache_path, gfx=hardware.gfx)
     return mask({      # the one masking pass, over the whole document (text output is rendered from it)
         "hardware": hardware.to_dict(),
         "engines": engines.to_dict(),
@@ -48,6 +52,7 @@ def build(settings: Any) -> dict[str, Any]:
         "launch": launch.public_dict(),
         "catalog": {"models": len(catalog.models), "recipes": len(catalog.recipe_ids())},
         "cache": "skipped (local directory)" if plan.is_local_checkpoint else "not checked (dry run)",
+        "compile_cache": compile_cache.to_dict(),
     }, secret_values(launch.env))
 
 

@@ -74,6 +74,8 @@ class View:
             return self.health.answering and self.health.error is None
         return True
 
+    compile: dict[str, Any] = field(default_factory=dict)   # the compile cache hook's result at ready
+
     @property
     def agent_phase(self) -> str:
         return (self.state or {}).get("phase", "starting")
@@ -127,6 +129,8 @@ def status_document(view: View) -> dict[str, Any]:
         if isinstance(started, (int, float)):
             doc.setdefault("timings", {})
             doc["timings"] = {**doc["timings"], "to_ready": round(view.ready_at - started, 3)}
+    if view.compile and isinstance(doc.get("compile_cache"), dict):
+        doc["compile_cache"] = {**doc["compile_cache"], **view.compile}
     doc["probe"] = view.extra
     return doc
 

@@ -84,6 +84,7 @@ class Probe:
         self.ready_at: float | None = None
         self.stop = threading.Event()
         self.started_at = time.time()
+        self.compile_result: dict[str, Any] = {}   # what the compile cache hook did at ready
         self.metrics: Any = None          # probes.metrics.Exposition, built on the first scrape
         self.metrics_lock = threading.Lock()
 
@@ -124,8 +125,17 @@ class Probe:
             if check.lists(name) and not self.ever_ready:
                 self.ever_ready = True
                 self.ready_at = check.checked_at
+                threading.Thread(target=self._compile_ready, args=(state,), name="compile-cache",
+                                 daemon=True).start()
         if self.ever_ready:
             self.refresh_health(state)
+
+    def _compile_ready(self, state: dict[str, Any] | None) -> None:
+        from aim_engine.probes import compiled
+
+        result = compiled.on_ready(state)
+        with self.lock:
+            self.compile_result = result
 
     def refresh_health(self, state: dict[str, Any] | None) -> None:
         """Once the engine has been up, liveness is the engine's own /health."""
@@ -149,7 +159,7 @@ class Probe:
             exit_status = self.exit
             return View(
                 state=state, agent_alive=alive, check=self.check,
-                ever_ready=self.ever_ready, ready_at=self.ready_at,
+                ever_ready=self.ever_ready, ready_at=self.ready_at, compile=dict(self.compile_result),
                 extra={"pid": os.getpid(), "watch_pid": self.watch_pid, "started_at": self.started_at},
                 health=self.health, exit=exit_status.to_dict() if exit_status else None,
                 exit_clean=bool(exit_status and exit_status.clean),
@@ -246,6 +256,9 @@ def serve(sock: socket.socket, state_path: Path, watch_pid: int, cleanup_dir: Pa
     finally:
         probe.stop.set()
         server.server_close()
+        from aim_engine.probes import compiled
+
+        compiled.on_exit(read_state(state_path), probe.ever_ready)
         if cleanup_dir is not None:
             for child in cleanup_dir.glob("*"):
                 try:
