@@ -204,3 +204,51 @@ def test_a_read_only_or_full_volume_boots_without_compile_caching_and_says_so(tm
             _stop(agent)
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _cli(cache: Path, *args: str) -> subprocess.CompletedProcess:
+    import sys
+
+    env = base_env({"AIM_CACHE_PATH": str(cache)})
+    return subprocess.run([sys.executable, "-m", "aim_engine", "cache", *args], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def _fake_published(cache: Path, key: str, folder: str, cfg: str = "c0ffee", size: int = 1000) -> Path:
+    model_dir = cache / "compile" / key / "models" / folder / cfg
+    model_dir.mkdir(parents=True)
+    (model_dir / "artefact").write_bytes(b"x" * size)
+    (model_dir / ".aim-ready.json").write_text(json.dumps({"published_at": 1.0}))
+    shared = cache / "compile" / key / "shared" / "triton"
+    shared.mkdir(parents=True, exist_ok=True)
+    (shared / "kernel").write_bytes(b"k" * 500)
+    return model_dir
+
+
+def test_cache_list_shows_and_cache_remove_removes_compile_caches(tmp_path):
+    cache = tmp_path / "cache"
+    old = _fake_published(cache, "vllm-0.32.0_torch-2.13.0+cpu_cpu-avx512", "models--org--a")
+    new_a = _fake_published(cache, "vllm-0.33.0_torch-2.13.0+cpu_cpu-avx512", "models--org--a")
+    new_b = _fake_published(cache, "vllm-0.33.0_torch-2.13.0+cpu_cpu-avx512", "models--org--b", size=3_000_000)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (cache / "compile" / "vllm-0.33.0_torch-2.13.0+cpu_cpu-avx512" / "models" / "models--org--c").symlink_to(outside)
+
+    listed = _cli(cache, "list").stdout
+    assert "models--org--b" in listed and "3.0 MB" in listed and "published" in listed
+    data = json.loads(_cli(cache, "list", "--compile", "--json").stdout)
+    assert {k["key"] for k in data} == {old.parents[2].name, new_a.parents[2].name}
+
+    assert _cli(cache, "remove", "--compile", "org/a").returncode == 0       # one model, every build
+    assert not old.exists() and not new_a.exists() and new_b.is_dir()
+    missing = _cli(cache, "remove", "--compile", "org/a")
+    assert missing.returncode != 0 and "no compile cache of org/a" in missing.stderr
+
+    assert _cli(cache, "remove", "--compile", "--engine", "vllm-0.32.0").returncode == 0   # one engine build
+    assert not old.parents[2].exists() and new_b.is_dir()
+
+    removed = _cli(cache, "remove", "--compile", "--all")
+    assert removed.returncode == 0 and "freed" in removed.stdout
+    assert list((cache / "compile").iterdir()) == [] and outside.is_dir()      # a symlink is never followed
+    bad = _cli(cache, "remove", "--all")
+    assert bad.returncode != 0 and "--compile" in bad.stderr

@@ -233,8 +233,14 @@ def test_probe_ready_removes_the_attempt_record(tmp_path):
     warm = _decide(tmp_path, published=True)
     compiled.record_attempt(warm)
     assert warm.attempt.is_file()
-    assert probe_compiled.on_ready({"compile_cache": warm.to_dict()})["ready_with"] == "warm"
+    warm.model_dir.mkdir(parents=True)
+    (warm.model_dir / "old").write_text("x")
+    os.utime(warm.model_dir / "old", (1000, 1000))
+    result = probe_compiled.on_ready({"compile_cache": warm.to_dict(), "started_at": 2000})
+    assert result == {"ready_with": "warm", "engine_wrote_files": 0}
     assert not warm.attempt.exists()
+    (warm.model_dir / "new").write_text("y")
+    assert probe_compiled.on_ready({"compile_cache": warm.to_dict(), "started_at": 2000})["engine_wrote_files"] == 1
 
 
 @pytest.mark.parametrize("bad", ["/etc", "../../x"])

@@ -69,6 +69,19 @@ def _tree_size(path: Path) -> tuple[int, int]:
     return files, size
 
 
+def _written_since(path: Path, since: float) -> int:
+    """Files under `path` changed since `since` (epoch s): 0 means the engine only read the cache."""
+    count = 0
+    for base, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                if os.lstat(os.path.join(base, name)).st_mtime >= since:
+                    count += 1
+            except OSError:
+                pass
+    return count
+
+
 def _write_marker(directory: Path, cc: dict[str, Any], files: int, size: int) -> None:
     marker = {"id": cc.get("id"), "engine": cc.get("engine"), "host": socket.gethostname(),
               "published_at": time.time(), "files": files, "bytes": size}
@@ -114,7 +127,11 @@ def on_ready(state: dict[str, Any] | None) -> dict[str, Any]:
         attempt = cc.get("attempt")
         if attempt and _inside(Path(attempt), root):
             Path(attempt).unlink(missing_ok=True)
-        return {"ready_with": "warm"}
+        written = _written_since(Path(cc.get("model_dir") or root), float((state or {}).get("started_at") or 0))
+        if written:
+            log("the engine wrote to the published compile cache during a warm boot (it recompiled part of "
+                "what it found)", files=written)
+        return {"ready_with": "warm", "engine_wrote_files": written}
     if cc.get("state") != "cold":
         return {}
     if cc.get("staging"):
