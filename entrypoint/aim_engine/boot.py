@@ -37,6 +37,7 @@ from aim_engine.settings import Settings
 from aim_engine.state import BootState
 
 T = TypeVar("T")
+STOP_ENGINE_S = 60.0  # `--warm-only`: how long the engine may take to stop after SIGTERM
 STOP_GRACE_S = 5.0    # after SIGTERM, unwinding (lock release, state write) may take this long at most
 
 
@@ -216,8 +217,7 @@ class Boot:
                       path=str(cplan.work_dir) if cplan.work_dir else None)
         return cplan
 
-    def exec(self, plan: Any, launch: Any) -> None:
-        """Replace this process with the engine. Returns only by raising."""
+    def _check_binary(self, launch: Any) -> str:
         import shutil
 
         binary = launch.argv[0]
@@ -225,6 +225,63 @@ class Boot:
             raise AimError(f"engine binary {binary!r} ({launch.engine}) not found on PATH",
                            hint="run the image's engine environment, or put the engine's virtualenv bin/ "
                                 "first on PATH (make run does)")
+        return binary
+
+    def warm_only(self, plan: Any, launch: Any) -> int:
+        """`serve --warm-only`: run the engine as a child until it is ready and its compile cache
+        is published, then stop it and return 0 (a pre-warm Job on the target GPU)."""
+        import subprocess
+
+        from aim_engine.cache import compiled
+
+        self._check_binary(launch)
+        self.state.enter("engine_starting")
+        self.log.info("warm-only: starting the engine as a child", recipe=plan.recipe.recipe_id,
+                      engine=launch.engine, argv=redact.mask_argv(launch.argv, redact.secret_values(launch.env)))
+        if self.compile_plan is not None:
+            compiled.record_attempt(self.compile_plan)
+        engine = subprocess.Popen(launch.argv, env=launch.env, stdin=subprocess.DEVNULL)
+        try:
+            status = self._wait_warmed(engine)
+        finally:
+            if engine.poll() is None:
+                engine.terminate()
+                try:
+                    engine.wait(STOP_ENGINE_S)
+                except subprocess.TimeoutExpired:
+                    engine.kill()
+                    engine.wait()
+        cc = status.get("compile_cache") or {}
+        self.log.info("warm-only: engine was ready; stopped it", compile_cache=cc.get("state"),
+                      published=cc.get("published"), to_ready_s=(status.get("timings") or {}).get("to_ready"))
+        return 0
+
+    def _wait_warmed(self, engine: Any) -> dict[str, Any]:
+        """Poll our own /status until the engine is ready and the probe has finished its compile
+        cache step (published, or noted a warm boot); raise if the engine exits first."""
+        import json
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.settings.health_port}/status"
+        while True:
+            code = engine.poll()
+            if code is not None:
+                raise AimError(f"warm-only: the engine exited with code {code} before it was ready",
+                               hint="see the engine's log above")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    status = json.loads(response.read())
+            except (OSError, ValueError):
+                status = {}
+            cc = status.get("compile_cache") or {}
+            settled = cc.get("state") not in ("warm", "cold") or "published" in cc or "ready_with" in cc
+            if status.get("ready") and settled:
+                return status
+            time.sleep(0.5)
+
+    def exec(self, plan: Any, launch: Any) -> None:
+        """Replace this process with the engine. Returns only by raising."""
+        binary = self._check_binary(launch)
         self.state.enter("engine_starting")
         self.log.info("exec engine", recipe=plan.recipe.recipe_id, engine=launch.engine,
                       argv=redact.mask_argv(launch.argv, redact.secret_values(launch.env)),
@@ -300,8 +357,9 @@ class Boot:
         return stop.exit_code
 
 
-def serve(settings: Settings, stream: TextIO | None = None) -> int:
-    """Boot and exec the engine; returns (an exit code) only when the boot fails or is stopped."""
+def serve(settings: Settings, stream: TextIO | None = None, warm_only: bool = False) -> int:
+    """Boot and exec the engine; returns (an exit code) only when the boot fails or is stopped.
+    `warm_only`: run the engine as a child until it is ready, then stop it and return 0."""
     stream = stream or sys.stderr
     configure_from(settings)
     boot = Boot(settings)
@@ -318,6 +376,8 @@ def serve(settings: Settings, stream: TextIO | None = None) -> int:
                 result = boot.phase("downloading", lambda: boot.warm(plan))
                 model_path, offline = result.path, result.offline
             launch = boot.phase("rendering", lambda: boot.render(plan, model_path, offline))
+            if warm_only:
+                return boot.warm_only(plan, launch)
             boot.exec(plan, launch)
     except Stopped as stop:
         return _exit_promptly(boot.stopped(stop))

@@ -252,3 +252,40 @@ def test_cache_list_shows_and_cache_remove_removes_compile_caches(tmp_path):
     assert list((cache / "compile").iterdir()) == [] and outside.is_dir()      # a symlink is never followed
     bad = _cli(cache, "remove", "--all")
     assert bad.returncode != 0 and "--compile" in bad.stderr
+
+
+def test_warm_only_boots_until_ready_publishes_and_exits_zero(tmp_path, model, engine_bin):
+    cache = tmp_path / "cache"
+    outcomes = tmp_path / "job.outcome"
+    env = base_env({"AIM_MODEL_ID": str(model), "AIM_CACHE_PATH": str(cache), "AIM_SERVED_MODEL_NAME": "tiny",
+                    "FAKE_ENGINE_MODE": "serve", "FAKE_ENGINE_COMPILE": str(outcomes), "FAKE_ENGINE_DELAY": "1"},
+                   path_prefix=[engine_bin])
+    job = start_agent(tmp_path / "job", env, args=["--warm-only"])
+    try:
+        assert job.wait(120) == 0, job.log()
+    finally:
+        job.kill_tree()
+    assert outcomes.read_text().split() == ["compiled"]
+    published = list((cache / "compile").glob("*/models/*/*/.aim-ready.json"))
+    assert len(published) == 1
+    events = _events(job)
+    assert any(e.get("event") == "warm-only: engine was ready; stopped it" and e.get("published") is True
+               for e in events), job.log()
+
+    agent, served = _start(tmp_path, "after-job", model, cache, engine_bin)
+    try:
+        assert _ready(agent)["compile_cache"]["state"] == "warm"
+        assert served.read_text().split() == ["hit"]
+    finally:
+        _stop(agent)
+
+
+def test_warm_only_fails_when_the_engine_never_gets_ready(tmp_path, model, engine_bin):
+    env = base_env({"AIM_MODEL_ID": str(model), "AIM_CACHE_PATH": str(tmp_path / "cache"),
+                    "FAKE_ENGINE_MODE": "exit:3", "AIM_FAIL_GRACE": "0"}, path_prefix=[engine_bin])
+    job = start_agent(tmp_path / "job", env, args=["--warm-only"])
+    try:
+        assert job.wait(120) != 0
+        assert "exited with code 3 before it was ready" in job.log()
+    finally:
+        job.kill_tree()

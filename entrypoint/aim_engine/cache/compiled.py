@@ -404,12 +404,11 @@ def _volume_problem(root: Path, min_free: int) -> str | None:
     """Why the compile cache cannot be written at `root` now (None: it can)."""
     import errno
     import shutil
-    import tempfile
 
     try:
         root.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".aim-write-test-", dir=root)
-        os.close(fd)
+        probe = root / f".aim-write-test-{new_token()}"
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         os.unlink(probe)
     except OSError as exc:
         if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):

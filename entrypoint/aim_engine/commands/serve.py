@@ -13,6 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="detect, select and render, then print the plan instead of starting the engine")
     parser.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON")
+    parser.add_argument("--warm-only", action="store_true",
+                        help="boot as usual but run the engine as a child: once it is ready (and its compile "
+                             "cache is published) stop it and exit 0; a pre-warm Job on the target GPU")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.dry_run:
         from aim_engine import boot
 
-        return boot.serve(settings)
+        return boot.serve(settings, warm_only=args.warm_only)
     from aim_engine.commands.plan import build, render_text
     from aim_engine.logs import configure_from
 
