@@ -195,18 +195,18 @@ class Boot:
         from aim_engine.engines import render
 
         launch = render(plan, self.settings, model_path, cache_warm)
-        self.compile_cache(plan, launch)
+        self.compile_cache(plan, launch, model_path)
         public = launch.public_dict()
         self.state.update(engine={**public, "name": launch.engine, "port": self.settings.port})
         return launch
 
-    def compile_cache(self, plan: Any, launch: Any) -> Any:
+    def compile_cache(self, plan: Any, launch: Any, model_path: str) -> Any:
         """Point the engine's compile and kernel caches at the volume (docs/cache.md); say in the
         log and /status whether this boot should skip compiling (warm) or compile (cold)."""
         from aim_engine.cache import compiled
 
         cplan = compiled.plan_for(plan, launch, self.settings.cache_path,
-                                  gfx=getattr(self.hardware, "gfx", None))
+                                  gfx=getattr(self.hardware, "gfx", None), model_path=model_path)
         cplan = self.compile_plan = compiled.prepare(cplan, self.log)
         launch.env.update(cplan.env)
         launch.env_changes.update(cplan.env)

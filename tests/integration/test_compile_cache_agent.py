@@ -59,8 +59,13 @@ def _published(status: dict) -> dict:
     return status["compile_cache"]
 
 
+def _full_log(agent: Agent) -> str:
+    return agent.log_path.read_text(errors="replace")
+
+
 def _events(agent: Agent) -> list[dict]:
-    return [json.loads(line) for line in agent.log().splitlines() if line.startswith("{")]
+    return [json.loads(line) for line in _full_log(agent).splitlines()
+            if line.startswith("{")]
 
 
 def test_two_cold_boots_at_once_both_come_up_and_one_complete_cache_is_published(tmp_path, model, engine_bin):
@@ -286,6 +291,6 @@ def test_warm_only_fails_when_the_engine_never_gets_ready(tmp_path, model, engin
     job = start_agent(tmp_path / "job", env, args=["--warm-only"])
     try:
         assert job.wait(120) != 0
-        assert "exited with code 3 before it was ready" in job.log()
+        assert "exited with code 3 before it was ready" in _full_log(job)
     finally:
         job.kill_tree()

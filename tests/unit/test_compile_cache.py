@@ -86,6 +86,10 @@ def test_config_hash_ignores_ports_and_cache_locations_but_not_what_is_compiled(
     assert h(ARGS, {"VLLM_CACHE_ROOT": "/x", "PATH": "/bin"}) == base
     assert h([a.replace("2048", "4096") for a in ARGS]) != base
     assert h(ARGS, {"VLLM_CPU_KVCACHE_SPACE": "2"}) != base
+    snapshot = [a.replace("/m", "/cache/hub/models--org--m/snapshots/abc") for a in ARGS]
+    assert compiled.config_hash(snapshot, {}, ("VLLM_",), tbl.hash_ignores_flags, own,
+                                ["org/m", "/cache/hub/models--org--m/snapshots/abc"]) == \
+        compiled.config_hash(ARGS, {}, ("VLLM_",), tbl.hash_ignores_flags, own, ["/m"])   # dry run == boot
 
 
 def test_names_stay_one_path_component():

@@ -105,14 +105,18 @@ def model_folder(checkpoint: str, is_local: bool) -> str:
 
 
 def config_hash(args: Sequence[str], env: Mapping[str, str], prefixes: Sequence[str],
-                ignored_flags: frozenset[str], own_variables: frozenset[str]) -> str:
+                ignored_flags: frozenset[str], own_variables: frozenset[str],
+                model_paths: Sequence[str] = ()) -> str:
     """A hash of what makes the engine compile something else: its arguments (without the port,
-    host and served name) and its own `prefixes` variables (without the cache locations)."""
+    host, served name and the model's location, which the directory name already says) and its
+    own `prefixes` variables (without the cache locations)."""
     kept: list[str] = []
     skip = False
     for arg in args:
         if skip:
             skip = False
+            continue
+        if arg in model_paths:
             continue
         name = arg.split("=", 1)[0]
         if name in ignored_flags:
@@ -156,7 +160,11 @@ class CompilePlan:
         return self.root / "attempts" / f"{_entry_name(self.model_dir)}--{self.token}.json"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"state": self.state, "hit": self.state == "warm", "reason": self.reason, "engine": self.engine,
+        # `already_warm` is what the probe's /metrics hook reads (cache="compile" hit/miss series);
+        # None when the agent is not managing the cache (off, user), so no series is made up.
+        warm = self.state == "warm" if self.state in ("warm", "cold") else None
+        return {"state": self.state, "hit": self.state == "warm", "already_warm": warm, "reason": self.reason,
+                "engine": self.engine,
                 "id": self.key, "root": _str(self.root), "model_dir": _str(self.model_dir),
                 "work_dir": _str(self.work_dir), "staging": self.staging, "attempt": _str(self.attempt),
                 "env": dict(self.env), "user_set": sorted(self.kept)}
@@ -429,9 +437,10 @@ def _off(plan: CompilePlan, reason: str) -> CompilePlan:
     return CompilePlan("off", reason, plan.engine, plan.key, plan.root, kept=plan.kept)
 
 
-def plan_for(plan: Any, launch: Any, cache_path: Path, *, gfx: str | None = None,
+def plan_for(plan: Any, launch: Any, cache_path: Path, *, gfx: str | None = None, model_path: str | None = None,
              environ: Mapping[str, str] | None = None, token: str | None = None) -> CompilePlan:
-    """The compile plan of an engine `plan` rendered as `launch`, from facts only (no writes)."""
+    """The compile plan of an engine `plan` rendered as `launch` (loading `model_path`), from facts
+    only (no writes)."""
     tbl = table()
     environ = os.environ if environ is None else environ
     caches = tbl.engines.get(launch.engine)
@@ -443,7 +452,7 @@ def plan_for(plan: Any, launch: Any, cache_path: Path, *, gfx: str | None = None
     own = frozenset([*(caches.shared if caches else ()), *(caches.gpu_shared if caches else ()),
                      *([caches.per_model] if caches and caches.per_model else [])])
     cfg = config_hash(launch.args, launch.env, caches.hash_env_prefixes if caches else (),
-                      tbl.hash_ignores_flags, own)
+                      tbl.hash_ignores_flags, own, [p for p in (plan.checkpoint, model_path) if p])
     probe = decide(tbl, engine=launch.engine, target=target, cache_path=cache_path, versions=versions,
                    device=device, folder=folder, cfg=cfg, environ=environ, token=token or new_token(),
                    published=False)

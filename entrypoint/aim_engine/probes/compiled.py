@@ -127,10 +127,12 @@ def on_ready(state: dict[str, Any] | None) -> dict[str, Any]:
         attempt = cc.get("attempt")
         if attempt and _inside(Path(attempt), root):
             Path(attempt).unlink(missing_ok=True)
-        written = _written_since(Path(cc.get("model_dir") or root), float((state or {}).get("started_at") or 0))
+        since = float((state or {}).get("started_at") or 0)
+        dirs = {Path(d) for d in [cc.get("model_dir"), *(cc.get("env") or {}).values()] if d}
+        written = sum(_written_since(d, since) for d in sorted(dirs) if _inside(d, root))
         if written:
-            log("the engine wrote to the published compile cache during a warm boot (it recompiled part of "
-                "what it found)", files=written)
+            log("the engine wrote to the compile cache during a warm boot (it compiled part of what it "
+                "needed again)", files=written)
         return {"ready_with": "warm", "engine_wrote_files": written}
     if cc.get("state") != "cold":
         return {}
