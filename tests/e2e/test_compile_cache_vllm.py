@@ -44,7 +44,7 @@ def _start(world: dict, name: str) -> Agent:
 
 def _settled(agent: Agent) -> dict:
     """/status once the engine is ready and the probe finished its compile-cache step."""
-    agent.wait_listening()
+    agent.wait_listening(timeout=120)   # a loaded 2-core machine can take long to start Python
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         if agent.proc.poll() is not None:

@@ -41,7 +41,7 @@ def _start(tmp: Path, name: str, model: Path, cache: Path, engine_bin: Path, **e
 
 
 def _ready(agent: Agent) -> dict:
-    agent.wait_listening()
+    agent.wait_listening(timeout=120)   # a loaded 2-core machine can take long to start Python
     wait_until(lambda: agent.probe("/health/ready")[0] == 200 or agent.proc.poll() is not None, 60, 0.1,
                "ready")
     assert agent.proc.poll() is None, agent.log()
