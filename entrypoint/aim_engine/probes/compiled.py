@@ -34,11 +34,15 @@ OWNER_FILE = ".aim-owner.json"
 
 
 def _inside(path: Path, root: Path) -> bool:
+    """The cache's one confinement check (`aim_engine.confine.check`), plus: not the root itself,
+    not a symlink (a path recorded in the state file is still only touched inside the root)."""
+    from aim_engine.confine import UnsafePath, check
+
     try:
-        real, base = path.resolve(), root.resolve()
-    except OSError:
+        check(path, root=root, what="compile cache path")
+        return os.path.realpath(path) != os.path.realpath(root) and not path.is_symlink()
+    except (UnsafePath, OSError):
         return False
-    return real != base and base in real.parents and not path.is_symlink()
 
 
 def _remove(path: Path, root: Path) -> None:
