@@ -44,7 +44,10 @@ def _start(world: dict, name: str) -> Agent:
 
 def _settled(agent: Agent) -> dict:
     """/status once the engine is ready and the probe finished its compile-cache step."""
-    agent.wait_listening(timeout=120)   # a loaded 2-core machine can take long to start Python
+    # A loaded 2-core machine can take long to start Python (/status: once the engine is ready,
+    # /health/live is the engine's own /health).
+    wait_until(lambda: agent.proc.poll() is not None or agent.probe("/status", timeout=1)[0] == 200,
+               120, 0.05, "the probes to answer")
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         if agent.proc.poll() is not None:

@@ -41,7 +41,12 @@ def _start(tmp: Path, name: str, model: Path, cache: Path, engine_bin: Path, **e
 
 
 def _ready(agent: Agent) -> dict:
-    agent.wait_listening(timeout=120)   # a loaded 2-core machine can take long to start Python
+    # A loaded 2-core machine can take long to start Python; an agent that exited says why at once.
+    # (/status, not /health/live: once the engine is ready, liveness is the engine's own /health,
+    # which the fake engine does not serve.)
+    wait_until(lambda: agent.proc.poll() is not None or agent.probe("/status", timeout=1)[0] == 200,
+               120, 0.05, "the probes to answer")
+    assert agent.proc.poll() is None, agent.log()
     wait_until(lambda: agent.probe("/health/ready")[0] == 200 or agent.proc.poll() is not None, 60, 0.1,
                "ready")
     assert agent.proc.poll() is None, agent.log()
