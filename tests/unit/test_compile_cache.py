@@ -185,9 +185,9 @@ def test_too_little_free_space_turns_caching_off_with_the_numbers(tmp_path, monk
 
 
 def _table_data() -> dict:
-    from aim_engine import yamlfile
+    from aim_engine import yaml_documents
 
-    return yamlfile.load(Path(compiled.__file__).resolve().parents[1] / "engines" / "compile_cache.yaml")
+    return yaml_documents.load(Path(compiled.__file__).resolve().parents[1] / "engines" / "compile_cache.yaml")
 
 
 def test_remove_tree_never_leaves_the_root(tmp_path):

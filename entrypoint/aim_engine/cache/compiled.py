@@ -76,9 +76,9 @@ class Table:
 
 @lru_cache(maxsize=None)
 def table() -> Table:
-    from aim_engine import yamlfile
+    from aim_engine import yaml_documents
 
-    return Table.from_data(yamlfile.load(Path(__file__).resolve().parents[1] / "engines" / "compile_cache.yaml"))
+    return Table.from_data(yaml_documents.load(Path(__file__).resolve().parents[1] / "engines" / "compile_cache.yaml"))
 
 
 # --- pure core ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 from aim_engine.cache.compiled import COMPILE_DIR, READY_MARKER, model_folder, new_token, remove_tree, safe_name
 from aim_engine.cache.layout import is_local_model
 from aim_engine.cache.types import size_text
-from aim_engine.columns import align
+from aim_engine.text_table import align
 from aim_engine.errors import AimError
 
 
