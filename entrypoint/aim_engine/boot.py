@@ -175,6 +175,11 @@ class Boot:
             from aim_engine.engines.inventory import missing
 
             raise missing(plan.engine, self.engines, f"recipe {plan.recipe.recipe_id} runs {plan.engine}")
+        # Render once now, as `plan` does, so a flag the installed engine version lacks (in a recipe
+        # or AIM_ENGINE_ARGS) stops the boot before the download, not only before the exec.
+        from aim_engine.engines import render
+
+        render(plan, self.settings, plan.checkpoint, cache_warm=plan.is_local_checkpoint)
         return plan
 
     def warm(self, plan: Any) -> Any:
@@ -196,6 +201,11 @@ class Boot:
 
         launch = render(plan, self.settings, model_path, cache_warm)
         self.compile_cache(plan, launch, model_path)
+        choice = launch.flag_list
+        if choice is not None and choice.warn:     # the check was not exact: say so loudly, everywhere
+            self.log.warning("engine flag list is not the installed version's", engine=launch.engine,
+                             installed=choice.installed, checked_against=choice.flags.version, reason=choice.reason)
+            self.state.update(warnings=[*self.state.data.get("warnings", []), choice.reason])
         public = launch.public_dict()
         self.state.update(engine={**public, "name": launch.engine, "port": self.settings.port})
         return launch

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("aim_engine.commands.models", "model catalog tools (fetch-cards)"),
     "download": ("aim_engine.commands.download", "pre-warm the model cache (for an init container or a Job)"),
     "cache": ("aim_engine.commands.cache", "inspect the model cache: list, verify, remove"),
+    "engines": ("aim_engine.commands.engines", "the engines installed here and their flag lists; refresh them (image build)"),
 }
 DEFAULT_COMMAND = "serve"
 

@@ -126,6 +126,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("AIM_SYSFS_ROOT", "/", "Root the sysfs GPU probe reads (tests point it at fixture trees).",
              text=TextRule(MAX_PATH, max_part=NAME_PART)),
     Variable("AIM_ENGINE_METRICS", "true", "Turn the engine's own Prometheus /metrics on (SGLang's --enable-metrics; vLLM's are always on)."),
+    Variable("AIM_ENGINE_FLAGS_DIR", None, "Where `aim-engine engines refresh` writes the installed engines' flag lists and boot reads them first (default: <agent's Python prefix>/share/aim-engine/engine-flags).",
+             text=TextRule(MAX_PATH, max_part=NAME_PART)),
     Variable("AIM_IMAGE_FLAVOUR", None, "Set by the image build: which image flavour this is (rocm-vllm, rocm-sglang, cpu); named when an engine is missing.",
              text=TextRule(64, no_leading_dash=True, no_spaces=True)),
     Variable("AIM_FAIL_GRACE", "5", "Seconds a failed boot keeps its probes (/status) answering before it exits non-zero.",
@@ -256,6 +258,10 @@ class _Reader:
         return tuple(Path(p) for p in value.split(os.pathsep) if p)
 
 
+def _path_or_none(text: str | None) -> Path | None:
+    return Path(text) if text else None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every agent setting, typed. Build with `Settings.from_env()`; never mutate."""
@@ -286,6 +292,7 @@ class Settings:
     fail_grace: float = 5.0
     engine_metrics: bool = True
     image_flavour: str | None = None
+    flags_dir: Path | None = None
     hf_token: str | None = field(default=None, repr=False)
     hf_endpoint: str | None = None
 
@@ -323,6 +330,7 @@ class Settings:
             fail_grace=r.number("AIM_FAIL_GRACE"),
             engine_metrics=r.flag("AIM_ENGINE_METRICS"),
             image_flavour=r.text("AIM_IMAGE_FLAVOUR"),
+            flags_dir=_path_or_none(r.text("AIM_ENGINE_FLAGS_DIR")),
             hf_token=token,
             hf_endpoint=r.url("HF_ENDPOINT"),
         )
@@ -331,6 +339,17 @@ class Settings:
         if r.problems:
             raise SettingsError(r.problems)
         return settings
+
+    @property
+    def engine_flags_dir(self) -> Path:
+        """Where refreshed flag lists live: AIM_ENGINE_FLAGS_DIR, else beside the agent's own
+        install (`<sys.prefix>/share/aim-engine/engine-flags`): written by root at image build,
+        readable by the runtime user, and writable by whoever installed the agent in a venv."""
+        if self.flags_dir is not None:
+            return self.flags_dir
+        import sys
+
+        return Path(sys.prefix) / "share" / "aim-engine" / "engine-flags"
 
     @property
     def hf_home(self) -> Path:

@@ -44,7 +44,8 @@ def test_wheel_installed_outside_the_repo_validates_the_shipped_catalog(tmp_path
     assert module_file.startswith(str(target)), "imported the checkout, not the wheel"
     assert recipes_dir.startswith(str(target)) and models_dir.startswith(str(target))
     assert (Path(recipes_dir) / "templates" / "recipe.yaml").is_file()
-    assert (Path(module_file).parent / "engines" / "flags" / "vllm.json").is_file()
+    assert (Path(module_file).parent / "engines" / "flags" / "vllm-0.32.0.json").is_file()
+    assert (Path(module_file).parent / "engines" / "parser_dump.py").is_file()
 
     proc = subprocess.run([str(python), "-m", "aim_engine", "validate"], capture_output=True, text=True,
                           cwd=elsewhere, env=env, timeout=300)

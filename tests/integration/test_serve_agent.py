@@ -395,3 +395,20 @@ def test_signal_during_detection_stops_promptly(tmp_path, fake_bin, tiny_repo, a
     assert agent.wait(15) == 128 + signum
     wait_until(lambda: not pid_running(_probe_pid(status)), 10, 0.1, "probe process to exit")
     assert not (tmp_path / "engine.json").exists()
+
+
+def test_an_installed_version_without_a_flag_list_is_checked_against_the_nearest_loudly(tmp_path, tiny_repo, agents):
+    """vLLM 0.32.7 (no list of its own): argv is checked against 0.32.0's, and the log and /status
+    say so; the boot goes on."""
+    fake = fake_engine_dir(tmp_path / "engine" / "bin", version="0.32.7")
+    env = _env(tmp_path, fake, AIM_MODEL_ID=str(tiny_repo), FAKE_ENGINE_MODE="exit:0", FAKE_ENGINE_DELAY="3")
+    agent = start_agent(tmp_path, env)
+    agents.append(agent)
+    status = agent.wait_phase("engine_starting", timeout=60)
+    flags = status["engine"]["flags"]
+    assert (flags["installed"], flags["version"], flags["basis"]) == ("0.32.7", "0.32.0", "nearest")
+    assert status["plan"]["engine_version"] == "0.32.7"
+    assert any("no flag list for the installed vllm 0.32.7" in w for w in status["warnings"]), status["warnings"]
+    assert agent.wait(60) == 0
+    warned = [e for e in _events(agent) if e.get("event") == "engine flag list is not the installed version's"]
+    assert len(warned) == 1 and warned[0]["checked_against"] == "0.32.0", warned

@@ -24,8 +24,11 @@ def vllm_parser() -> tuple[argparse.ArgumentParser, object]:
 
     try:  # vLLM 0.32
         from vllm.entrypoints.launchers import cli_args
-    except ImportError:  # 0.33 moved it
-        from vllm.entrypoints.common import cli_args  # type: ignore[no-redef]
+    except ImportError:
+        try:  # 0.33 moved it
+            from vllm.entrypoints.common import cli_args  # type: ignore[no-redef]
+        except ImportError:  # up to 0.31
+            from vllm.entrypoints.openai import cli_args  # type: ignore[no-redef]
     parser = cli_args.make_arg_parser(FlexibleArgumentParser(prog="vllm serve"))
     return parser, getattr(cli_args, "validate_parsed_serve_args", None)
 

@@ -5,7 +5,18 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from aim_engine.catalog.types import Attention, Model, Recipe, ServeConfig, Variant
+from aim_engine.engines.inventory import InstalledEngine
 from aim_engine.planner.plan import Plan
+
+# The versions of the real engine environments the tests feed rendered argv to (Makefile): plans
+# built here say these are installed, so argv is checked against exactly their flag lists.
+INSTALLED = {"vllm": "0.32.0", "sglang": "0.5.23"}
+
+
+def installed(engine: str, version: str | None = None) -> InstalledEngine:
+    """An installed engine as the inventory reports one (paths are never read by the adapters)."""
+    version = version or INSTALLED[engine]
+    return InstalledEngine(engine, version, f"/opt/{engine}/bin/{engine}", None, engine, None)
 
 
 def model(model_id: str = "Qwen/Qwen3-8B", variants: tuple[Variant, ...] = ()) -> Model:
@@ -33,21 +44,25 @@ def plan(
     context: int = 0,
     batch: int = 0,
     served_model_name: str | None = None,
+    engine_version: str | None = None,
 ) -> Plan:
     m = the_model or model()
     config = ServeConfig(engine=engine, gpus=gpus, enabled=True, args=dict(args), env=dict(env or {}))
     recipe = Recipe(recipe_id=recipe_id, model_id=m.model_id, huggingface_id=checkpoint or m.huggingface_id,
                     hardware=hardware, precision="bf16", configs=(config,))
     return plan_for(m, recipe, config, data_parallel=data_parallel, target=target, context=context, batch=batch,
-                    served_model_name=served_model_name)
+                    served_model_name=served_model_name, engine_version=engine_version)
 
 
 def plan_for(m: Model, recipe: Recipe, config: ServeConfig, *, data_parallel: int = 1, target: str = "gpu",
-             context: int = 0, batch: int = 0, served_model_name: str | None = None) -> Plan:
-    """A plan that runs `config` of `recipe` as written (the planner's values left to the recipe)."""
+             context: int = 0, batch: int = 0, served_model_name: str | None = None,
+             engine_version: str | None = None) -> Plan:
+    """A plan that runs `config` of `recipe` as written (the planner's values left to the recipe),
+    with the engine installed at `engine_version` (default: the test environments' version)."""
     return Plan(
         model=m, recipe=recipe, config=config, engine=config.engine, tensor_parallel=config.gpus,
         data_parallel=data_parallel, gpus_used=0 if target == "cpu" else config.gpus * data_parallel,
         checkpoint=recipe.huggingface_id, served_model_name=served_model_name or m.model_id,
         precision=recipe.precision, context=context, batch=batch, target=target,
+        engine_found=installed(config.engine, engine_version), engine_checked=True,
     )

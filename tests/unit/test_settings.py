@@ -39,6 +39,7 @@ GOOD: dict[str, tuple[str, str, object]] = {
     "AIM_FAIL_GRACE": ("2.5", "fail_grace", 2.5),
     "AIM_ENGINE_METRICS": ("false", "engine_metrics", False),
     "AIM_IMAGE_FLAVOUR": ("rocm-vllm", "image_flavour", "rocm-vllm"),
+    "AIM_ENGINE_FLAGS_DIR": ("/opt/flags", "flags_dir", Path("/opt/flags")),
     "HF_TOKEN": ("hf_abcdefghijklmnopqrstuvwx", "hf_token", "hf_abcdefghijklmnopqrstuvwx"),
     "HF_ENDPOINT": ("http://127.0.0.1:5000", "hf_endpoint", "http://127.0.0.1:5000"),
 }

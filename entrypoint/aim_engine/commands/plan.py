@@ -105,6 +105,9 @@ def render_text(data: dict[str, Any], out: TextIO) -> None:
         print(f"  unset {name}", file=out)
     if launch.get("overrides_applied"):
         print(f"AIM_ENGINE_ARGS applied: {json.dumps(launch['overrides_applied'])}", file=out)
+    flags = launch.get("flags") or {}
+    if flags:
+        print(("WARNING:   " if flags.get("warning") else "flags:     ") + flags["reason"], file=out)
     print(f"health:    {launch['health_url']}  models: {launch['models_url']}", file=out)
 
 

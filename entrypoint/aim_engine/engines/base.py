@@ -56,6 +56,7 @@ class Launch:
     env_removed: tuple[str, ...] = ()
     command_len: int = 1
     metrics_url: str | None = None     # the engine's own Prometheus metrics (None: turned off)
+    flag_list: Any = None              # flags.FlagChoice: the list argv was checked against, and why
 
     @property
     def args(self) -> list[str]:
@@ -77,6 +78,7 @@ class Launch:
             "metrics_url": self.metrics_url,
             "served_model_name": self.served_model_name,
             "overrides_applied": mask(dict(self.overrides_applied), secrets),
+            "flags": self.flag_list.to_dict() if self.flag_list is not None else None,
         }
 
 
@@ -94,11 +96,29 @@ def primary(info: FlagInfo) -> str:
     return info.option_strings[0] if info.option_strings else info.flag
 
 
+# Switch actions that come with an explicit "off" spelling, and how that spelling starts: argparse's
+# BooleanOptionalAction (`--x`/`--no-x`, vLLM up to 0.32, SGLang) and vLLM 0.33's EnableDisableAction
+# (`--enable-x`/`--disable-x`, or `--x`/`--no-x`).
+NEGATABLE: dict[str, tuple[str, ...]] = {"BooleanOptionalAction": ("--no-",),
+                                         "EnableDisableAction": ("--no-", "--disable-")}
+
+
 def negation(info: FlagInfo) -> str | None:
-    """`--no-x` for a BooleanOptionalAction flag `--x`, else None."""
-    if info.action != "BooleanOptionalAction":
+    """The explicit "off" spelling of a switch (`--no-x`, `--disable-x`), else None."""
+    prefixes = NEGATABLE.get(info.action)
+    if not prefixes:
         return None
-    return next((o for o in info.option_strings if o.startswith("--no-")), None)
+    return next((o for o in info.option_strings[1:] if o.startswith(prefixes)), None)
+
+
+def is_negative(info: FlagInfo, spelling: str) -> bool:
+    """True when `spelling` turns the switch `info` OFF: `--no-x`, `--disable-x` for `--enable-x`,
+    vLLM 0.33's hidden `--no-enable-x`; but `--no-disable-x` turns it on (two negations)."""
+    if info.action not in NEGATABLE or spelling == primary(info):
+        return False
+    if spelling.startswith("--no-"):
+        return not is_negative(info, "--" + spelling[len("--no-"):])
+    return spelling.startswith("--disable-") and primary(info).startswith("--enable-")
 
 
 def multiple(info: FlagInfo) -> bool:
@@ -129,6 +149,20 @@ class Table:
     def spec(self, key: str, engine: str) -> Mapping[str, Any] | None:
         entry = self.canonical.get(key)
         return None if entry is None else entry.get(engine)
+
+    def flag(self, key: str, engine: str, flags: EngineFlags | None = None) -> str | None:
+        """The flag canonical `key` becomes in `engine`, as the version of `flags` spells it.
+        canonical.yaml gives one spelling, or a list of them, newest first (a flag renamed
+        between versions): the first one `flags` has wins; with none known, the first."""
+        spelled = (self.spec(key, engine) or {}).get("flag")
+        if not spelled:
+            return None
+        options = [spelled] if isinstance(spelled, str) else list(spelled)
+        if flags is not None:
+            for option in options:
+                if flags.get(option) is not None:
+                    return option
+        return options[0]
 
     def target_args(self, target: str, engine: str) -> Mapping[str, Any]:
         return (self.targets.get(target) or {}).get(engine) or {}
@@ -193,10 +227,14 @@ class RenderedArgs:
 class ArgRenderer:
     """Builds one engine's argument list from layered arg mappings. Pure: data in, argv out."""
 
-    def __init__(self, engine: str, flags: EngineFlags | None = None, tbl: Table | None = None) -> None:
+    def __init__(self, engine: str, flags: EngineFlags | None = None, tbl: Table | None = None,
+                 label: str | None = None) -> None:
         self.engine = engine
         self.flags = flags or load_flags(engine)
         self.table = tbl or table()
+        # How errors name the list argv is checked against: `vllm 0.33.0` (the installed version's),
+        # or what flags.FlagChoice.label says when that is not exact.
+        self.label = label or f"{engine} {self.flags.version}"
         self.entries: dict[str, _Entry] = {}       # dest -> entry, in insertion order
         self.positional: str | None = None
         self.overrides_applied: dict[str, Any] = {}
@@ -209,10 +247,10 @@ class ArgRenderer:
         # native flag (any spelling) -> canonical key, so `--max-num-seqs` and `--max-batch-size`
         # are the same setting for merging purposes.
         self._native_to_canonical: dict[str, str] = {}
-        for key, per_engine in self.table.canonical.items():
-            spec = per_engine.get(engine) or {}
-            info = self.flags.get(spec.get("flag", "")) if spec.get("flag") else None
-            for option in (info.option_strings if info else ((spec["flag"],) if spec.get("flag") else ())):
+        for key in self.table.canonical:
+            flag = self.table.flag(key, engine, self.flags)
+            info = self.flags.get(flag) if flag else None
+            for option in (info.option_strings if info else ((flag,) if flag else ())):
                 self._native_to_canonical[option] = key
 
     # ---- translation of one key/value into (flag, value) pairs
@@ -232,10 +270,11 @@ class ArgRenderer:
             spec = self.table.spec(key, self.engine) or {}
             if spec.get("positional"):
                 return key, [("<positional>", value)]
-            if not spec.get("flag"):
+            flag = self.table.flag(key, self.engine, self.flags)
+            if not flag:
                 raise AimError(f"{origin}: {key} has no {self.engine} equivalent",
                                hint=f"remove it, or use a real {self.engine} flag")
-            return key, [(spec["flag"], self.table.engine_value(key, self.engine, value))]
+            return key, [(flag, self.table.engine_value(key, self.engine, value))]
         return canonical or key, [(key, value)]
 
     def _check_flag(self, flag: str, origin: str) -> FlagInfo | None:
@@ -254,7 +293,7 @@ class ArgRenderer:
         prefix_of = [f for f in self.flags.flags if f.startswith(flag)]
         why = (f" (the engine would silently read it as {prefix_of[0]}: argparse accepts unambiguous prefixes)"
                if len(prefix_of) == 1 else "")
-        raise AimError(f"{origin}: {flag!r} is not a {self.engine} {self.flags.version} flag{why}", hint=hint)
+        raise AimError(f"{origin}: {flag!r} is not a {self.label} flag{why}", hint=hint)
 
     def _help_command(self) -> str:
         return "vllm serve --help=all" if self.engine == "vllm" else "python3 -m sglang.launch_server --help"
@@ -317,9 +356,9 @@ class ArgRenderer:
         return True
 
     def _normalize_negation(self, key: str, value: Any, origin: str) -> tuple[str, Any]:
-        """`--no-x: true` is `--x: false` (BooleanOptionalAction), so both spellings merge."""
+        """`--no-x: true` is `--x: false` (a switch with an "off" spelling), so both spellings merge."""
         info = self.flags.get(key)
-        if info is not None and negation(info) == key and value is not None:
+        if info is not None and value is not None and is_negative(info, key):
             return primary(info), not _switch_value(value, key, origin)
         return key, value
 
@@ -342,7 +381,7 @@ class ArgRenderer:
                 bad = [v for v in values if v not in info.choices]
                 if bad:
                     raise AimError(
-                        f"{entry.origin}: {entry.flag} {bad[0]!r} is not accepted by {self.engine} {self.flags.version}",
+                        f"{entry.origin}: {entry.flag} {bad[0]!r} is not accepted by {self.label}",
                         hint=f"allowed: {', '.join(info.choices)}",
                     )
             if info is not None and len(values) > 1 and not multiple(info):

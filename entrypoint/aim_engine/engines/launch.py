@@ -91,13 +91,15 @@ def render_args(
     origin: str = "recipe",
     online_quantization: bool = True,
     engine_metrics: bool = True,
+    flag_list: Any = None,
 ) -> ArgRenderer:
     """The pure core of rendering: layered args -> an `ArgRenderer` holding the result.
 
     Layers, each replacing the previous: recipe < plan < target < engine metrics (unless
     `engine_metrics` is off: AIM_ENGINE_METRICS) < agent-owned < AIM_ENGINE_ARGS.
+    `flag_list`: the `flags.FlagChoice` argv is checked against (default: the newest packaged list).
     """
-    r = ArgRenderer(engine)
+    r = ArgRenderer(engine, flag_list.flags, label=flag_list.label) if flag_list is not None else ArgRenderer(engine)
     r.online_quantization = online_quantization
     reserved = set(r.table.reserved)
     r.apply(recipe_args, origin, skip=reserved)
@@ -127,11 +129,20 @@ class CommandAdapter:
     def name(self) -> str:
         return self.spec.name
 
+    def flag_list(self, plan: Any, settings: Any) -> Any:
+        """The flag list argv is checked against: the installed version's (engines/flags.py)."""
+        from aim_engine.engines import flags
+
+        found = getattr(plan, "engine_found", None)
+        return flags.choose(self.name, found is not None, getattr(found, "version", None),
+                            getattr(settings, "engine_flags_dir", None))
+
     def render(self, plan: Any, settings: Any, model_path: str, cache_warm: bool, *,
                base_env: Mapping[str, str] | None = None, gfx: str | None = None) -> Launch:
         if plan.engine != self.name:
             raise ValueError(f"{self.name} adapter given a {plan.engine} plan")
         target = getattr(plan, "target", "gpu")
+        flag_list = self.flag_list(plan, settings)
         rendered = render_args(
             self.name,
             plan.config.args,
@@ -144,6 +155,7 @@ class CommandAdapter:
             origin=_origin(plan),
             online_quantization=not _pre_quantized(plan),
             engine_metrics=getattr(settings, "engine_metrics", True),
+            flag_list=flag_list,
         )
         out = rendered.render()
         base = dict(os.environ if base_env is None else base_env)
@@ -180,4 +192,5 @@ class CommandAdapter:
             env_removed=engine_env.removed,
             command_len=len(command),
             metrics_url=url + metrics_path if metrics_on and metrics_path else None,
+            flag_list=flag_list,
         )

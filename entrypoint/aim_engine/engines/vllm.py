@@ -1,7 +1,7 @@
 """vLLM: `vllm serve MODEL [flags]` (the `vllm` console script of the engine's environment).
 
 Everything engine-specific is data: the command here, the flag translation in canonical.yaml,
-the exact flags in flags/vllm.json, the environment defaults in rocm_env.yaml. vLLM refuses
+the exact flags in flags/vllm-<version>.json, the environment defaults in rocm_env.yaml. vLLM refuses
 connections until the model is loaded, then answers `/health` and `/v1/models`.
 """
 
