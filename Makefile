@@ -33,6 +33,17 @@ VLLM_PARSER_VERSIONS := 0.33.0 0.31.0
 SGLANG_PARSER_VERSIONS := 0.5.21
 PARSER_ENVS := $(addprefix vllm-parser-env-,$(VLLM_PARSER_VERSIONS)) $(addprefix sglang-parser-env-,$(SGLANG_PARSER_VERSIONS))
 export AIM_TEST_ENV_CACHE := $(abspath $(AIM_ENV_CACHE))
+# Every dependency at the lowest version pyproject.toml allows, keyed by those floors and the
+# script that installs them (a new floor is a new directory, so checkouts never clobber each
+# other). `make test-floors` runs the tests that touch each dependency in it.
+FLOORS_KEY := $(shell (cat scripts/setup-floors-env.sh; $(PYTHON) scripts/dependency-floors.py) 2>/dev/null | sha256sum | cut -c1-12)
+FLOORS_VENV := $(AIM_ENV_CACHE)/dependency-floors-$(FLOORS_KEY)
+FLOORS_OVERLAY := .venv-floors
+FLOORS_TESTS := tests/unit/test_yaml_documents.py tests/unit/test_logs.py tests/unit/test_catalog_loader.py \
+	tests/unit/test_catalog_checks.py tests/unit/test_cache_parallel.py tests/unit/test_cache_lock.py \
+	tests/unit/test_probe_metrics.py tests/integration/test_cache_warm.py tests/integration/test_cache_processes.py \
+	tests/integration/test_cache_cli.py tests/integration/test_model_source_hub.py tests/integration/test_fetch_cards.py \
+	tests/integration/test_validate_cli.py tests/integration/test_cache_hub_server.py tests/integration/test_probes.py
 
 PYTEST_ARGS ?=
 
@@ -48,7 +59,7 @@ AIM_IMAGE_STORE ?= $(HOME)/.cache/aim-engine/image
 export AIM_IMAGE_STORE
 export CONTAINERS_STORAGE_CONF := $(abspath $(AIM_IMAGE_STORE))/storage.conf
 
-.PHONY: help venv engines vllm-env sglang-env parser-envs prometheus test test-suite test-image run bench image image-cpu \
+.PHONY: help venv engines vllm-env sglang-env parser-envs floors-env test-floors prometheus test test-suite test-image run bench image image-cpu \
 	image-tools image-base clean
 
 help:
@@ -88,6 +99,21 @@ parser-envs: $(PARSER_ENVS)
 
 engines: vllm-env sglang-env parser-envs
 
+floors-env:
+	$(call ensure_env,scripts/setup-floors-env.sh,$(FLOORS_VENV),)
+
+# The tests that touch each dependency (YAML, JSON Schema, the hub client, file locks, logging,
+# Prometheus), on the floors: a thin venv of this checkout over the cached floors environment
+# (a .pth adds both; the console-script test needs the installed package, so it is left out).
+test-floors: floors-env
+	rm -rf $(FLOORS_OVERLAY) && $(PYTHON) -m venv --without-pip $(FLOORS_OVERLAY)
+	site=$$($(FLOORS_OVERLAY)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	base=$$($(FLOORS_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	printf '%s\n%s\n' "$(abspath entrypoint)" "$$base" > "$$site/aim_engine_floors.pth"
+	$(FLOORS_OVERLAY)/bin/python scripts/dependency-floors.py --check
+	AIM_REQUIRE_ENGINES=1 $(FLOORS_OVERLAY)/bin/python -m pytest -n 2 -p no:cacheprovider $(PYTEST_ARGS) \
+		--deselect tests/integration/test_validate_cli.py::test_console_script_is_installed $(FLOORS_TESTS)
+
 # Debian's prometheus + promtool for the metrics tests (apt; root or sudo; its service is not started).
 prometheus:
 	@bash scripts/setup-prometheus.sh
@@ -96,11 +122,12 @@ prometheus:
 # test (build + run, minutes of mostly I/O) run side by side; the image test's output goes to a
 # log that is printed when it ends, so the suite's output stays readable.
 test:
-	$(MAKE) -j4 venv vllm-env sglang-env prometheus $(PARSER_ENVS)
+	$(MAKE) -j4 venv vllm-env sglang-env prometheus floors-env $(PARSER_ENVS)
 	$(MAKE) -j2 --no-print-directory test-suite test-image
 
 test-suite:
 	AIM_REQUIRE_ENGINES=1 $(VPY) -m pytest -n 2 $(PYTEST_ARGS) --ignore=tests/image tests
+	$(MAKE) --no-print-directory test-floors
 
 test-image: venv image-base
 	@mkdir -p $(AIM_IMAGE_STORE); log=$(AIM_IMAGE_STORE)/test-image.log; \
@@ -137,4 +164,4 @@ image-base: image-tools
 	@bash scripts/image-base.sh $(AIM_IMAGE_STORE) > $(AIM_IMAGE_STORE)/base-image.tmp && mv $(AIM_IMAGE_STORE)/base-image.tmp $(AIM_IMAGE_STORE)/base-image
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .hypothesis
+	rm -rf $(VENV) $(FLOORS_OVERLAY) build dist .pytest_cache .hypothesis
