@@ -88,7 +88,7 @@ def test_values_schema_lists_every_agent_setting():
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     routed = {"AIM_CACHE_PATH", "AIM_PORT", "AIM_HEALTH_PORT"}  # from cache.path / ports
-    routed |= {"AIM_IMAGE_FLAVOUR"}     # set by the image build (ENV in the Dockerfile), not by users
+    routed |= {"AIM_IMAGE_FLAVOUR", "AIM_ENGINE_FLAGS_DIR"}   # the image build sets these, not users
     settings = {v.name for v in VARIABLES if v.name.startswith("AIM_")} - routed
     assert set(schema["properties"]["aim"]["properties"]) == settings
     assert set(values["aim"]) == settings

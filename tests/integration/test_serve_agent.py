@@ -412,3 +412,17 @@ def test_an_installed_version_without_a_flag_list_is_checked_against_the_nearest
     assert agent.wait(60) == 0
     warned = [e for e in _events(agent) if e.get("event") == "engine flag list is not the installed version's"]
     assert len(warned) == 1 and warned[0]["checked_against"] == "0.32.0", warned
+
+
+def test_a_flag_the_installed_version_lacks_fails_before_the_download(tmp_path, hub, agents):
+    """vLLM 0.31.0 installed, AIM_ENGINE_ARGS asks for 0.32's --grpc-port: an error naming the flag
+    and the version, in `selecting`, with nothing downloaded."""
+    shard = "model-00001-of-00002.safetensors"
+    before = hub.file_requests(REPO_ID, shard)         # the hub is shared by this module's tests
+    fake = fake_engine_dir(tmp_path / "engine" / "bin", version="0.31.0")
+    env = _env(tmp_path, fake, AIM_MODEL_ID=REPO_ID, HF_ENDPOINT=hub.url, AIM_ENGINE_ARGS='{"--grpc-port": "9000"}')
+    agent = start_agent(tmp_path, env)
+    agents.append(agent)
+    status = _expect_failure(agent, ["'--grpc-port' is not a vllm 0.31.0 flag"], "selecting", code=1)
+    assert "download" not in status
+    assert hub.file_requests(REPO_ID, shard) == before

@@ -185,3 +185,12 @@ def test_cpu_plan_needs_vllm():
         select(settings(AIM_MODEL_ID="org/Tiny"), hardware(None), cat, _installed("sglang", flavour="rocm-sglang"))
     plan = select(settings(AIM_MODEL_ID="org/Tiny"), hardware(None), cat, _installed("vllm", flavour="cpu"))
     assert plan.target == "cpu" and plan.engine_version == "0.32.0"
+
+
+def test_debian_system_python_layout(tmp_path):
+    """pip as root beside a distribution's /usr/bin/python3 installs to /usr/local/lib/pythonX.Y/dist-packages."""
+    bin_dir = make_prefix(tmp_path / "usr")
+    dist = tmp_path / "usr" / "local" / "lib" / PY / "dist-packages" / "sglang-0.5.21.dist-info"
+    dist.mkdir(parents=True)
+    found = inv.scan(_path(bin_dir, SYSTEM)).get("sglang")
+    assert found is not None and (found.version, found.location) == ("0.5.21", str(dist))
