@@ -100,12 +100,7 @@ mkdir -p /workspace/model-cache
 chown -R "$APP_UID:0" /workspace/model-cache
 chmod -R g+rwX /workspace/model-cache
 
-# 5. Flag lists from the engines in this image.
-# TODO(engines branch): unconditional once `aim-engine engines refresh` is on main.
-if aim-engine engines refresh --help >/dev/null 2>&1; then
-  say "running aim-engine engines refresh"
-  aim-engine engines refresh
-else
-  say "this agent has no 'engines refresh' yet: flag lists stay as shipped"
-fi
+# 5. Flag lists from the engines in this image (written where the agent looks first at boot).
+say "running aim-engine engines refresh"
+aim-engine engines refresh
 say "done: $(aim-engine --version 2>/dev/null || echo aim-engine) for $flavour"

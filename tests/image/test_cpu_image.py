@@ -115,10 +115,6 @@ def test_the_build_installs_the_flavour_from_the_wheelhouse_with_the_extra_ca(bu
 
 
 def test_the_build_regenerates_the_flag_lists(built: dict) -> None:
-    from aim_engine.cli import COMMANDS
-
-    if "engines" not in COMMANDS:
-        pytest.skip(reason="this agent has no `aim-engine engines refresh` yet (issue 11, engines branch)")
     assert "install-flavour[cpu]: running aim-engine engines refresh" in built["log"], built["log"][-4000:]
 
 
@@ -146,6 +142,13 @@ def test_the_image_serves_the_demo_model_and_stops_cleanly_on_sigterm(built: dic
     try:
         bundle = _buildah("run", "--isolation", "chroot", name, "--", "cat", str(HOST_BUNDLE)).stdout
         assert bundle.rstrip().endswith(built["cert"]), "EXTRA_CA_CERTS is not at the end of the image's bundle"
+        # The agent in the image sees its engine and checks argv against the list the build wrote.
+        listing = json.loads(_buildah("run", "--isolation", "chroot", name, "--",
+                                      "aim-engine", "engines", "list", "--json", timeout=300).stdout)
+        assert listing["flavour"] == "cpu"
+        vllm = next(row for row in listing["engines"] if row["engine"] == "vllm")
+        assert vllm["installed"]["version"] == "0.32.0"
+        assert vllm["flags"]["refreshed"] is True and vllm["flags"]["version"] == "0.32.0", vllm
 
         with open(log_path, "w") as log:
             runner = subprocess.Popen(
