@@ -16,6 +16,7 @@ from typing import Any
 from aim_engine.cache.compiled import COMPILE_DIR, READY_MARKER, model_folder, new_token, remove_tree, safe_name
 from aim_engine.cache.layout import is_local_model
 from aim_engine.cache.types import size_text
+from aim_engine.probes.compiled import tree_size
 from aim_engine.text_table import align
 from aim_engine.errors import AimError
 
@@ -41,18 +42,6 @@ class CompileKey:
         return self.shared_bytes + sum(m.bytes for m in self.models)
 
 
-def _size(path: Path) -> tuple[int, int]:
-    files = size = 0
-    for base, _dirs, names in os.walk(path):
-        for name in names:
-            try:
-                size += os.lstat(os.path.join(base, name)).st_size
-                files += 1
-            except OSError:
-                pass
-    return files, size
-
-
 def _dirs(path: Path) -> list[Path]:
     try:
         return sorted(Path(e.path) for e in os.scandir(path) if e.is_dir(follow_symlinks=False))
@@ -63,12 +52,12 @@ def _dirs(path: Path) -> list[Path]:
 def scan(cache_path: Path) -> list[CompileKey]:
     out = []
     for key_dir in _dirs(Path(cache_path) / COMPILE_DIR):
-        entry = CompileKey(key_dir.name, _size(key_dir / "shared")[1], len(_dirs(key_dir / "staging")))
+        entry = CompileKey(key_dir.name, tree_size(key_dir / "shared")[1], len(_dirs(key_dir / "staging")))
         for folder in _dirs(key_dir / "models"):
             for cfg in _dirs(folder):
                 if cfg.name.startswith("."):
                     continue        # a copy being published
-                files, size = _size(cfg)
+                files, size = tree_size(cfg)
                 try:
                     marker = json.loads((cfg / READY_MARKER).read_text()[:65536])
                 except (OSError, ValueError):
@@ -108,7 +97,7 @@ def _take_away(path: Path, root: Path) -> int:
     """Rename `path` aside inside `root`, then delete it; the bytes freed."""
     if not path.is_dir() or path.is_symlink():
         return 0
-    size = _size(path)[1]
+    size = tree_size(path)[1]
     aside = root / f".removing-{new_token()}"
     try:
         os.rename(path, aside)

@@ -61,7 +61,8 @@ def log(event: str, level: str = "info", **fields: Any) -> None:
         pass
 
 
-def _tree_size(path: Path) -> tuple[int, int]:
+def tree_size(path: Path) -> tuple[int, int]:
+    """(files, bytes) under `path`, symlinks not followed; files that vanish meanwhile are skipped."""
     files = size = 0
     for base, _dirs, names in os.walk(path):
         for name in names:
@@ -104,7 +105,7 @@ def publish(cc: dict[str, Any]) -> dict[str, Any]:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(work, tmp, symlinks=True, ignore=shutil.ignore_patterns(OWNER_FILE, "*.tmp"))
-        files, size = _tree_size(tmp)
+        files, size = tree_size(tmp)
         _write_marker(tmp, cc, files, size)
     except OSError as exc:
         _remove(tmp, root)
