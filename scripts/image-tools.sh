@@ -8,7 +8,7 @@ for tool in buildah debootstrap; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 if ((${#missing[@]} == 0)); then
-  echo "image tools: $(buildah --version | cut -d' ' -f1-3), debootstrap $(debootstrap --version | cut -d' ' -f2)"
+  echo "image tools: $(env -u CONTAINERS_STORAGE_CONF buildah --version | cut -d' ' -f1-3), debootstrap $(debootstrap --version | cut -d' ' -f2)"
   exit 0
 fi
 if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null; then
