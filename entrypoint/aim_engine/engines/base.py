@@ -57,6 +57,11 @@ class Launch:
     command_len: int = 1
     metrics_url: str | None = None     # the engine's own Prometheus metrics (None: turned off)
     flag_list: Any = None              # flags.FlagChoice: the list argv was checked against, and why
+    # Multi-node (docs/multinode.md): which rank this command is for, and what it does there.
+    rank: int = 0
+    role: str = "single"               # "single" | "leader" | "worker"
+    serves_api: bool = True            # False on workers: no OpenAI API on AIM_PORT (headless)
+    prelude: tuple[tuple[str, ...], ...] = ()   # commands run (and waited for) before the exec, e.g. `ray start --head`
 
     @property
     def args(self) -> list[str]:
@@ -79,6 +84,10 @@ class Launch:
             "served_model_name": self.served_model_name,
             "overrides_applied": mask(dict(self.overrides_applied), secrets),
             "flags": self.flag_list.to_dict() if self.flag_list is not None else None,
+            "rank": self.rank,
+            "role": self.role,
+            "serves_api": self.serves_api,
+            "prelude": [mask_argv(list(c), secrets) for c in self.prelude],
         }
 
 

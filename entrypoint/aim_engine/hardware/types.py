@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from aim_engine.hardware.group import SINGLE, Group
+
 GIB = 1024**3
 
 
@@ -51,6 +53,7 @@ class Hardware:
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     visible_count: int = 0              # GPUs ROCm shows the engine before homogeneity/AIM_GPU_COUNT
+    group: Group = SINGLE               # this node's place in a multi-node group (hardware/group.py)
 
     @property
     def gpu_count(self) -> int:

@@ -67,6 +67,13 @@ class Plan:
     visible_devices: str | None = None  # HIP_VISIBLE_DEVICES for the engine ("0,2"), None = all
     engine_found: Any = None            # engines.inventory.InstalledEngine that will run it, if installed
     engine_checked: bool = False        # True when selection knew what is installed (engine_found is a fact)
+    # Multi-node (docs/multinode.md). `tensor_parallel`, `pipeline_parallel` and `data_parallel`
+    # are group-wide; `gpus_used` counts every node's GPUs; `gpus_per_node` is one node's share.
+    # One node: nodes == 1, pipeline_parallel == 1, group is hardware.group (SINGLE).
+    nodes: int = 1
+    pipeline_parallel: int = 1
+    gpus_per_node: int | None = None    # None: single node (== gpus_used)
+    group: Any = None                   # hardware.group.Group this plan was made for (None: single node)
 
     @property
     def engine_version(self) -> str | None:
@@ -91,6 +98,10 @@ class Plan:
             "target": self.target,
             "tensor_parallel": self.tensor_parallel,
             "data_parallel": self.data_parallel,
+            "pipeline_parallel": self.pipeline_parallel,
+            "nodes": self.nodes,
+            "gpus_per_node": self.gpus_per_node if self.gpus_per_node is not None else self.gpus_used,
+            "group": self.group.to_dict() if self.group is not None else None,
             "gpus_used": self.gpus_used,
             "checkpoint": self.checkpoint,
             "served_model_name": self.served_model_name,
