@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from aim_engine.cache.compiled import COMPILE_DIR, READY_MARKER, model_folder, new_token, remove_tree, safe_name
 from aim_engine.cache.layout import is_local_model
@@ -80,16 +80,17 @@ def rows(keys: list[CompileKey]) -> list[tuple[str, ...]]:
     return table
 
 
-def main_list(settings: Any, as_json: bool = False) -> int:
+def main_list(settings: Any, out: Callable[[str], None], as_json: bool = False) -> int:
+    """`cache list --compile`; `out` is the CLI's (masked) print, as for `listing.main_list`."""
     keys = scan(settings.cache_path)
     if as_json:
-        print(json.dumps([{**asdict(k), "bytes": k.bytes} for k in keys], indent=1))
+        out(json.dumps([{**asdict(k), "bytes": k.bytes} for k in keys], indent=1))
         return 0
     if not keys:
-        print(f"no compile caches in {Path(settings.cache_path) / COMPILE_DIR}")
+        out(f"no compile caches in {Path(settings.cache_path) / COMPILE_DIR}")
         return 0
     for line in align(rows(keys)):
-        print(line)
+        out(line)
     return 0
 
 
@@ -138,8 +139,8 @@ def remove(settings: Any, *, model: str | None = None, engine: str | None = None
     return sum(_take_away(folder, folder.parents[1]) for folder in matched)
 
 
-def main_remove(settings: Any, **what: Any) -> int:
+def main_remove(settings: Any, out: Callable[[str], None], **what: Any) -> int:
     freed = remove(settings, **what)
     label = what.get("model") or what.get("engine") or "all engine builds"
-    print(f"removed the compile caches of {label} ({size_text(freed)} freed)")
+    out(f"removed the compile caches of {label} ({size_text(freed)} freed)")
     return 0

@@ -37,11 +37,11 @@ def run(args: argparse.Namespace) -> int:
         from aim_engine.cache import compiled_listing
 
         if args.compile:
-            return compiled_listing.main_list(settings, as_json=args.json)
+            return compiled_listing.main_list(settings, print, as_json=args.json)
         code = listing.main_list(settings, print, as_json=args.json)
         if not args.json:
             print()
-            compiled_listing.main_list(settings)
+            compiled_listing.main_list(settings, print)
         return code
     if args.cache_command == "verify":
         return listing.main_verify(settings, print, model=args.model, full=args.full or settings.cache_verify == "full",
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.compile:
         from aim_engine.cache import compiled_listing
 
-        return compiled_listing.main_remove(settings, model=args.model, engine=args.engine, everything=args.all)
+        return compiled_listing.main_remove(settings, print, model=args.model, engine=args.engine, everything=args.all)
     if args.engine or args.all or not args.model:
         raise AimError("`cache remove` takes one model id; --engine and --all go with --compile",
                        hint="e.g. `aim-engine cache remove org/name` or `aim-engine cache remove --compile --all`")
