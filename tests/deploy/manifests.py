@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 KSERVE_SCHEMAS = REPO / "tests/fixtures/kserve"
 MONITORING_SCHEMAS = REPO / "tests/fixtures/monitoring"
+LWS_SCHEMAS = REPO / "tests/fixtures/lws"
 CHART = DOCKER / "helm/aim-engine"
 KUBERNETES_VERSION = "1.30.0"
 
@@ -49,6 +50,33 @@ def monitoring_schema(kind: str) -> dict[str, Any]:
         "ScaledObject": "ScaledObject-keda.sh-v1alpha1.json",
     }[kind]
     return json.loads((MONITORING_SCHEMAS / name).read_text())
+
+
+def lws_schema() -> dict[str, Any]:
+    """The LeaderWorkerSet CRD schema (tests/fixtures/lws, from kubernetes-sigs/lws)."""
+    return json.loads((LWS_SCHEMAS / "LeaderWorkerSet-leaderworkerset.x-k8s.io-v1.json").read_text())
+
+
+def pod_templates(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(role, pod spec) of every pod a workload document makes: a Deployment's or Job's one
+    template ("single"), a LeaderWorkerSet's leader and worker templates (the leader defaults to
+    the worker template when it is not given, as LWS does)."""
+    kind = doc.get("kind")
+    if kind in ("Deployment", "Job"):
+        return [("single", doc["spec"]["template"]["spec"])]
+    if kind == "LeaderWorkerSet":
+        lwt = doc["spec"]["leaderWorkerTemplate"]
+        worker = lwt["workerTemplate"]["spec"]
+        leader = lwt.get("leaderTemplate", lwt["workerTemplate"])["spec"]
+        return [("leader", leader), ("worker", worker)]
+    return []
+
+
+def validate_pod_spec(spec: dict[str, Any]) -> None:
+    """A pod spec that lives inside a custom resource (LWS template, KServe runtime) checked as a
+    core/v1 Pod with the strict Kubernetes schema: CRD schemas do not check formats and enums
+    of core fields as tightly."""
+    validate_kubernetes({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": spec})
 
 
 def unknown_fields(value: Any, schema: dict[str, Any], path: str = "") -> Iterator[str]:

@@ -11,24 +11,33 @@ import yaml
 
 from aim_engine import probes
 from aim_engine.settings import DEFAULT_CACHE_PATH, DEFAULT_HEALTH_PORT, DEFAULT_PORT, VARIABLES
-from tests.deploy.manifests import CHART, DOCKER, load, render_chart
+from tests.deploy.manifests import CHART, DOCKER, load, pod_templates, render_chart
 
 KNOWN_VARIABLES = {v.name for v in VARIABLES}
 AGENT_PROBE_PATHS = {probes.LIVE_PATH, probes.READY_PATH, probes.STARTUP_PATH}
 
 
 def _pod_specs():
-    """(source, pod spec) for every workload in docker/: plain manifests, KServe, Helm defaults."""
+    """(source, role, pod spec) for every workload in docker/: plain manifests (multi-node ones
+    included: a LeaderWorkerSet's leader and worker templates), the KServe runtimes (a multi-node
+    runtime's head and workerSpec), Helm defaults. role: "single", "leader" or "worker"."""
     out = []
-    for path in sorted((DOCKER / "kubernetes").glob("*.yaml")):
+    for path in sorted((DOCKER / "kubernetes").rglob("*.yaml")):
         for doc in load(path):
-            if doc["kind"] in ("Deployment", "Job"):
-                out.append((path.name, doc["spec"]["template"]["spec"]))
-    runtime = load(DOCKER / "kserve/clusterservingruntime.yaml")[0]
-    out.append(("clusterservingruntime.yaml", runtime["spec"]))
+            for role, pod in pod_templates(doc):
+                out.append((f"{path.relative_to(DOCKER)}:{role}", role, pod))
+    for path in sorted((DOCKER / "kserve").rglob("*.yaml")):
+        for doc in load(path):
+            if doc["kind"] in ("ClusterServingRuntime", "ServingRuntime"):
+                spec = doc["spec"]
+                if "workerSpec" in spec:
+                    out.append((f"{path.name}:head", "leader", spec))
+                    out.append((f"{path.name}:worker", "worker", spec["workerSpec"]))
+                else:
+                    out.append((path.name, "single", spec))
     for doc in render_chart():
-        if doc["kind"] in ("Deployment", "Job"):
-            out.append((f"helm:{doc['kind']}", doc["spec"]["template"]["spec"]))
+        for role, pod in pod_templates(doc):
+            out.append((f"helm:{doc['kind']}:{role}", role, pod))
     return out
 
 
@@ -36,8 +45,8 @@ def _env_names(container):
     return {e["name"] for e in container.get("env", [])}
 
 
-@pytest.mark.parametrize("source,pod", _pod_specs(), ids=lambda x: x if isinstance(x, str) else "")
-def test_ports_probes_cache_and_names_match_the_agent(source, pod):
+@pytest.mark.parametrize("source,role,pod", [pytest.param(*spec, id=spec[0]) for spec in _pod_specs()])
+def test_ports_probes_cache_and_names_match_the_agent(source, role, pod):
     container = pod["containers"][0]
     env = {e["name"]: e.get("value") for e in container.get("env", [])}
     unknown = {n for n in env if n.startswith("AIM_")} - KNOWN_VARIABLES
@@ -52,7 +61,8 @@ def test_ports_probes_cache_and_names_match_the_agent(source, pod):
         assert DEFAULT_CACHE_PATH in mounts, f"{source} does not mount the cache at {DEFAULT_CACHE_PATH}"
     if container.get("args") == ["serve"]:
         ports = {p["containerPort"] for p in container["ports"]}
-        assert ports == {DEFAULT_PORT, DEFAULT_HEALTH_PORT}
+        # A worker rank serves no OpenAI API (vLLM --headless, SGLang rank >= 1): only the probes.
+        assert ports == ({DEFAULT_HEALTH_PORT} if role == "worker" else {DEFAULT_PORT, DEFAULT_HEALTH_PORT}), source
         seen = set()
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             get = container[probe]["httpGet"]
