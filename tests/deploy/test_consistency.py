@@ -15,6 +15,10 @@ from tests.deploy.manifests import CHART, DOCKER, load, pod_templates, render_ch
 
 KNOWN_VARIABLES = {v.name for v in VARIABLES}
 AGENT_PROBE_PATHS = {probes.LIVE_PATH, probes.READY_PATH, probes.STARTUP_PATH}
+# Where KServe mounts an InferenceService's storageUri (its DefaultModelLocalMountPath). The
+# multi-node runtime keeps its cache there: KServe multi-node requires a pvc:// storageUri, so the
+# shared cache volume is that mount.
+KSERVE_MODEL_MOUNT = "/mnt/models"
 
 
 def _pod_specs():
@@ -30,11 +34,12 @@ def _pod_specs():
         for doc in load(path):
             if doc["kind"] in ("ClusterServingRuntime", "ServingRuntime"):
                 spec = doc["spec"]
+                source = str(path.relative_to(DOCKER))
                 if "workerSpec" in spec:
-                    out.append((f"{path.name}:head", "leader", spec))
-                    out.append((f"{path.name}:worker", "worker", spec["workerSpec"]))
+                    out.append((f"{source}:head", "leader", spec))
+                    out.append((f"{source}:worker", "worker", spec["workerSpec"]))
                 else:
-                    out.append((path.name, "single", spec))
+                    out.append((source, "single", spec))
     for doc in render_chart():
         for role, pod in pod_templates(doc):
             out.append((f"helm:{doc['kind']}:{role}", role, pod))
@@ -51,7 +56,8 @@ def test_ports_probes_cache_and_names_match_the_agent(source, role, pod):
     env = {e["name"]: e.get("value") for e in container.get("env", [])}
     unknown = {n for n in env if n.startswith("AIM_")} - KNOWN_VARIABLES
     assert not unknown, f"{source} sets variables the agent does not read: {unknown}"
-    assert env.get("AIM_CACHE_PATH", DEFAULT_CACHE_PATH) == DEFAULT_CACHE_PATH
+    allowed_cache = {DEFAULT_CACHE_PATH, KSERVE_MODEL_MOUNT} if source.startswith("kserve/") else {DEFAULT_CACHE_PATH}
+    assert env.get("AIM_CACHE_PATH", DEFAULT_CACHE_PATH) in allowed_cache, source
     if "AIM_PORT" in env:
         assert int(env["AIM_PORT"]) == DEFAULT_PORT
     if "AIM_HEALTH_PORT" in env:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from tests.deploy.manifests import DOCKER, kserve_schema, load, unknown_fields, validate_kubernetes
+from tests.deploy.manifests import DOCKER, kserve_schema, load, unknown_fields, validate_pod_spec
 
 MANIFESTS = sorted((DOCKER / "kserve").glob("*.yaml"))
 
@@ -27,24 +27,50 @@ def test_unknown_field_walk_catches_a_typo():
     assert list(unknown_fields(doc, kserve_schema("InferenceService"))) == [".spec.predictor.model.storageUrl"]
 
 
-def test_runtime_container_is_valid_kubernetes_pod_material():
-    # The runtime's container is a plain core/v1 Container: check it with the Kubernetes schema too.
-    runtime = load(DOCKER / "kserve/clusterservingruntime.yaml")[0]
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
-           "spec": {"containers": runtime["spec"]["containers"], "volumes": runtime["spec"]["volumes"]}}
-    validate_kubernetes(pod)
+def _runtimes():
+    return {d["metadata"]["name"]: d for _, d in _docs() if d["kind"] == "ClusterServingRuntime"}
+
+
+def _runtime_pods():
+    """(id, pod-like spec) of every runtime: its containers, and a multi-node runtime's workerSpec."""
+    out = []
+    for name, runtime in _runtimes().items():
+        out.append((name, runtime["spec"]))
+        if "workerSpec" in runtime["spec"]:
+            out.append((f"{name}:worker", runtime["spec"]["workerSpec"]))
+    return out
+
+
+@pytest.mark.parametrize("name,spec", _runtime_pods(), ids=lambda x: x if isinstance(x, str) else "")
+def test_runtime_container_is_valid_kubernetes_pod_material(name, spec):
+    # The runtime's containers are plain core/v1 Containers: check them with the Kubernetes schema too.
+    validate_pod_spec({"containers": spec["containers"], "volumes": spec["volumes"]})
 
 
 def test_runtime_serves_the_model_format_the_services_ask_for():
-    runtime = load(DOCKER / "kserve/clusterservingruntime.yaml")[0]
-    formats = {f["name"] for f in runtime["spec"]["supportedModelFormats"]}
+    runtimes = _runtimes()
     for path, doc in _docs():
         if doc["kind"] == "InferenceService":
             model = doc["spec"]["predictor"]["model"]
-            assert model["runtime"] == runtime["metadata"]["name"], path
-            assert model["modelFormat"]["name"] in formats, path
+            runtime = runtimes[model["runtime"]]["spec"]
+            assert model["modelFormat"]["name"] in {f["name"] for f in runtime["supportedModelFormats"]}, path
+            # KServe offers a multi-node runtime (one with a workerSpec) only to a service with a
+            # workerSpec, and a single-node one only to a service without (GetSupportingRuntimes).
+            assert ("workerSpec" in runtime) == ("workerSpec" in doc["spec"]["predictor"]), path
             # Two ports (API + probes) need RawDeployment; Knative allows one.
             assert doc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+
+
+def test_runtimes_auto_selecting_one_format_have_different_priorities():
+    # KServe's runtime webhook (validateServingRuntimePriority) refuses a runtime that auto-selects
+    # a format another runtime auto-selects with the same priority.
+    seen = {}
+    for name, runtime in _runtimes().items():
+        for fmt in runtime["spec"]["supportedModelFormats"]:
+            if fmt.get("autoSelect"):
+                key = (fmt["name"], fmt.get("version"), fmt.get("priority"))
+                assert key not in seen, f"{name} and {seen.get(key)} auto-select {fmt['name']} with one priority"
+                seen[key] = name
 
 
 def test_storage_uri_service_points_the_agent_at_the_mount():
@@ -56,10 +82,10 @@ def test_storage_uri_service_points_the_agent_at_the_mount():
     assert env["AIM_SERVED_MODEL_NAME"]
 
 
-def test_runtime_has_probes_and_shm():
-    runtime = load(DOCKER / "kserve/clusterservingruntime.yaml")[0]
-    container = runtime["spec"]["containers"][0]
-    assert container["name"] == "kserve-container"
+@pytest.mark.parametrize("name,spec", _runtime_pods(), ids=lambda x: x if isinstance(x, str) else "")
+def test_runtime_has_probes_and_shm(name, spec):
+    container = spec["containers"][0]
+    assert container["name"] == ("worker-container" if name.endswith(":worker") else "kserve-container")
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert probe in container
-    assert any(v.get("emptyDir", {}).get("medium") == "Memory" for v in runtime["spec"]["volumes"])
+    assert any(v.get("emptyDir", {}).get("medium") == "Memory" for v in spec["volumes"])
