@@ -40,9 +40,10 @@ def _pod_specs():
                     out.append((f"{source}:worker", "worker", spec["workerSpec"]))
                 else:
                     out.append((source, "single", spec))
-    for doc in render_chart():
-        for role, pod in pod_templates(doc):
-            out.append((f"helm:{doc['kind']}:{role}", role, pod))
+    for mode, values in (("", {}), ("multiNode:", {"multiNode": {"enabled": True}})):
+        for doc in render_chart(values):
+            for role, pod in pod_templates(doc):
+                out.append((f"helm:{mode}{doc['kind']}:{role}", role, pod))
     return out
 
 
