@@ -124,7 +124,10 @@ def remove_leftovers() -> list[str]:
 
 
 def why_no_namespaces() -> str | None:
-    """None when this process can make network namespaces, else the reason."""
+    """None when this process can make network namespaces, else the reason. AIM_TEST_LOOPBACK_NODES=1
+    asks for the loopback fallback (to run the fallback path as root, e.g. to compare)."""
+    if os.environ.get("AIM_TEST_LOOPBACK_NODES") == "1":
+        return "AIM_TEST_LOOPBACK_NODES=1 asks for two loopback addresses"
     if os.geteuid() != 0:
         return "not running as root (network namespaces need CAP_SYS_ADMIN)"
     if shutil.which("ip") is None:
