@@ -92,7 +92,7 @@ def _choices_hint(arg: str, engine: str, choices: Iterable[str]) -> str:
 
 
 def _config_path(config: ServeConfig) -> tuple[str, ...]:
-    return (SECTION[config.engine], f"{config.gpus}_gpu")
+    return (SECTION[config.engine], config.name)
 
 
 def _arg_path(config: ServeConfig, arg: str) -> tuple[str, ...]:
@@ -187,30 +187,45 @@ def _raw_enabled(data: Any) -> bool:
 
 
 def check_tensor_parallel(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Problem]:
-    """An N_gpu config uses N GPUs: tensor-parallel size (times data-parallel size, if set) = N."""
-    for config in recipe.configs:
-        n = config.gpus
-        from aim_engine.engines import recipe_args as ra
+    """An N_gpu config uses N GPUs: tensor-parallel size (times pipeline- and data-parallel
+    sizes, if set) = N. An MxN_gpu config (M nodes of N GPUs) covers all M × N GPUs the same way."""
+    from aim_engine.engines import recipe_args as ra
 
-        tp_flag = ra.lookup(config.args, ra.TENSOR_PARALLEL, config.engine)[0]
-        dp_flag = ra.lookup(config.args, ra.DATA_PARALLEL, config.engine)[0]
-        tp = int_arg(config.args[tp_flag]) if tp_flag else 1
-        dp = int_arg(config.args[dp_flag]) if dp_flag else 1
+    for config in recipe.configs:
+        n, name = config.total_gpus, config.name
+        flags_of = {key: ra.lookup(config.args, key, config.engine)[0]
+                    for key in (ra.TENSOR_PARALLEL, ra.PIPELINE_PARALLEL, ra.DATA_PARALLEL)}
+        sizes = {key: (int_arg(config.args[flag]) if flag else 1) for key, flag in flags_of.items()}
+        tp_flag = flags_of[ra.TENSOR_PARALLEL]
         if tp_flag is None and n != 1:
             yield doc.problem("tensor-parallel", (*_config_path(config), "args"),
-                              f"{n}_gpu config has no --tensor-parallel-size",
-                              f'add --tensor-parallel-size: "{n}" (only 1_gpu may omit it)')
+                              f"{name} config has no --tensor-parallel-size",
+                              f'add --tensor-parallel-size: "{n if config.nodes == 1 else config.gpus}" '
+                              "(only 1_gpu may omit it)")
             continue
-        for flag, value in ((tp_flag, tp), (dp_flag, dp)):
+        bad = False
+        for key, flag in flags_of.items():
+            value = sizes[key]
             if flag and (value is None or value < 1):
+                bad = True
                 yield doc.problem("tensor-parallel", _arg_path(config, flag),
                                   f"{flag} {config.args[flag]!r} is not a positive integer", f'write a count, e.g. "{n}"')
-        if tp is None or dp is None or tp < 1 or dp < 1 or tp * dp == n:
+        if bad:
+            continue
+        tp, pp, dp = sizes[ra.TENSOR_PARALLEL], sizes[ra.PIPELINE_PARALLEL], sizes[ra.DATA_PARALLEL]
+        if tp * pp * dp == n:
             continue
         where = _arg_path(config, tp_flag) if tp_flag else (*_config_path(config), "args")
-        detail = f"{tp_flag} {tp}" + (f" × {dp_flag} {dp}" if dp_flag else "")
-        yield doc.problem("tensor-parallel", where, f"{n}_gpu config but {detail} uses {tp * dp} GPUs",
-                          f'set {tp_flag or "--tensor-parallel-size"}: "{n // dp if n % dp == 0 else n}" or rename the config to {tp * dp}_gpu')
+        detail = " × ".join(f"{flags_of[k]} {sizes[k]}" for k in flags_of if flags_of[k]) or f"--tensor-parallel-size {tp}"
+        used = tp * pp * dp
+        if config.nodes > 1:
+            hint = (f"an {name} config covers {config.nodes} nodes × {config.gpus} GPUs = {n}: e.g. "
+                    f"--tensor-parallel-size {config.gpus} × --pipeline-parallel-size {config.nodes} (vLLM), "
+                    f"or --tensor-parallel-size {n} (SGLang)")
+        else:
+            hint = (f'set {tp_flag or "--tensor-parallel-size"}: "{n // (pp * dp) if n % (pp * dp) == 0 else n}" '
+                    f"or rename the config to {used}_gpu")
+        yield doc.problem("tensor-parallel", where, f"{name} config but {detail} uses {used} GPUs", hint)
 
 
 def check_engine_args(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Problem]:
@@ -370,7 +385,8 @@ def check_arg_values(doc: Any, recipe: Recipe, ctx: Context) -> Iterator[Problem
     from aim_engine.engines import recipe_args as ra
 
     for config in recipe.configs:
-        owned = (*ra.spellings(ra.TENSOR_PARALLEL, config.engine), *ra.spellings(ra.DATA_PARALLEL, config.engine))
+        owned = (*ra.spellings(ra.TENSOR_PARALLEL, config.engine), *ra.spellings(ra.DATA_PARALLEL, config.engine),
+                 *ra.spellings(ra.PIPELINE_PARALLEL, config.engine))
         for arg, value in config.args.items():
             if arg in owned:
                 continue     # the tensor-parallel check owns these (and says what N_gpu needs)
@@ -537,7 +553,8 @@ CHECKS: tuple[Check, ...] = (
     Check("model-exists", RECIPE_SCOPE, check_model_exists, "model_id is in the model catalog"),
     Check("checkpoint", RECIPE_SCOPE, check_checkpoint, "huggingface_id is the model or a declared variant"),
     Check("enabled-config", RECIPE_SCOPE, check_enabled, "at least one serving config is enabled"),
-    Check("tensor-parallel", RECIPE_SCOPE, check_tensor_parallel, "an N_gpu config's tensor-parallel size is N"),
+    Check("tensor-parallel", RECIPE_SCOPE, check_tensor_parallel,
+          "an N_gpu config's TP (× PP × DP) is N; an MxN_gpu config's covers M × N"),
     Check("engine-args", RECIPE_SCOPE, check_engine_args, "args are canonical or real engine flags"),
     Check("arg-values", RECIPE_SCOPE, check_arg_values, "counts, sizes and fractions are in range; values are plain"),
     Check("hardware", RECIPE_SCOPE, check_hardware_precision,

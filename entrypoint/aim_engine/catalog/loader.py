@@ -20,7 +20,7 @@ from typing import Any, Iterable
 from aim_engine import yaml_documents
 from aim_engine.catalog import paths, schema_hints
 from aim_engine.catalog.problems import KeyPath, Problem, display_path
-from aim_engine.catalog.types import Attention, Model, Moe, Recipe, ServeConfig, Variant
+from aim_engine.catalog.types import Attention, Model, Moe, Recipe, ServeConfig, Variant, config_shape
 from aim_engine.catalog.yaml_lines import LineMap, YamlSyntaxError, line_map, parse, read_text
 from aim_engine.errors import AimError
 
@@ -195,17 +195,18 @@ def to_model(data: dict[str, Any], source: Path | None = None) -> Model:
 
 
 def gpus_of(config_name: str) -> int:
-    """"8_gpu" -> 8 (the schema guarantees the shape)."""
-    return int(config_name.split("_", 1)[0])
+    """"8_gpu" -> 8, "2x8_gpu" -> 8: GPUs per node (the schema guarantees the shape)."""
+    return config_shape(config_name)[1]
 
 
 def to_recipe(data: dict[str, Any], source: Path | None = None) -> Recipe:
     configs = []
     for section, engine in SERVE_SECTIONS.items():
         for name, config in (data.get(section) or {}).items():
+            nodes, gpus = config_shape(name)
             configs.append(ServeConfig(
-                engine=engine, gpus=gpus_of(name), enabled=config["enabled"],
-                args=dict(config.get("args") or {}), env=dict(config.get("env") or {}),
+                engine=engine, gpus=gpus, enabled=config["enabled"],
+                args=dict(config.get("args") or {}), env=dict(config.get("env") or {}), nodes=nodes,
             ))
     return Recipe(
         recipe_id=data["recipe_id"], model_id=data["model_id"], huggingface_id=data["huggingface_id"],
@@ -214,7 +215,8 @@ def to_recipe(data: dict[str, Any], source: Path | None = None) -> Recipe:
     )
 
 
-_CONFIG_NAME = re.compile(r"^[1-9][0-9]*_gpu$")
+# `N_gpu` (one node) or `MxN_gpu` (M ≥ 2 nodes of N GPUs); recipes/schema.json has the same pattern.
+_CONFIG_NAME = re.compile(r"^(?:(?:[2-9]|[1-9][0-9]+)x)?[1-9][0-9]*_gpu$")
 _ARG_NAME = re.compile(r"^--[a-z0-9][a-z0-9-]*$")
 _PRECISIONS = ("fp16", "bf16", "fp8", "int8", "int4", "mixed")
 
@@ -239,9 +241,10 @@ def salvage_recipe(data: Any, source: Path | None = None) -> Recipe | None:
                 continue
             args = config.get("args") if isinstance(config.get("args"), dict) else {}
             env = config.get("env") if isinstance(config.get("env"), dict) else {}
-            configs.append(ServeConfig(engine=engine, gpus=gpus_of(name), enabled=config["enabled"],
+            nodes, gpus = config_shape(name)
+            configs.append(ServeConfig(engine=engine, gpus=gpus, enabled=config["enabled"],
                                        args={k: v for k, v in args.items() if isinstance(k, str) and _ARG_NAME.match(k)},
-                                       env={k: str(v) for k, v in env.items()}))
+                                       env={k: str(v) for k, v in env.items()}, nodes=nodes))
     return Recipe(**head, configs=tuple(configs), source=source)
 
 

@@ -59,7 +59,8 @@ def explain(error: Any, kind: str) -> Iterator[tuple[KeyPath, str, str]]:
         for key in extras:
             hint = f"remove it or fix the spelling; allowed here: {allowed}"
             if patterns and any("gpu" in p.pattern for p in patterns):
-                hint = "serving configs are named N_gpu (1_gpu, 2_gpu, 4_gpu, 8_gpu)"
+                hint = ("serving configs are named N_gpu (1_gpu, 2_gpu, 4_gpu, 8_gpu) or, for a group of "
+                        "M ≥ 2 nodes, MxN_gpu (2x8_gpu = 2 nodes × 8 GPUs)")
             yield ((*path, key), f"unexpected key {key!r}", hint)
         return
     if validator == "required":

@@ -96,13 +96,37 @@ def int_arg(value: Any) -> int | None:
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """One `N_gpu` entry of `vllm_serve` / `sglang_serve`."""
+    """One `N_gpu` (one node) or `MxN_gpu` (M nodes × N GPUs each) entry of `vllm_serve` /
+    `sglang_serve`. `gpus` is always one node's GPUs, so every single-node rule reads it as before."""
 
     engine: str                    # vllm | sglang
-    gpus: int
+    gpus: int                      # GPUs per node
     enabled: bool
     args: Mapping[str, Any]        # canonical + engine-native flags, as written in the recipe
     env: Mapping[str, str] = field(default_factory=dict)
+    nodes: int = 1                 # nodes of a group (the M of `MxN_gpu`); 1 for `N_gpu`
+
+    @property
+    def total_gpus(self) -> int:
+        """Every GPU the config uses, over all its nodes (= TP × PP × DP of its args)."""
+        return self.nodes * self.gpus
+
+    @property
+    def name(self) -> str:
+        """The recipe key: `8_gpu`, or `2x8_gpu` for two nodes of 8."""
+        return config_name(self.gpus, self.nodes)
+
+
+def config_name(gpus: int, nodes: int = 1) -> str:
+    """The recipe key of a config of `gpus` GPUs per node on `nodes` nodes."""
+    return f"{gpus}_gpu" if nodes == 1 else f"{nodes}x{gpus}_gpu"
+
+
+def config_shape(name: str) -> tuple[int, int]:
+    """(nodes, GPUs per node) of a recipe key: "8_gpu" -> (1, 8), "2x8_gpu" -> (2, 8)."""
+    count = name.rsplit("_", 1)[0]
+    nodes, _, gpus = count.rpartition("x")
+    return (int(nodes) if nodes else 1), int(gpus)
 
 
 @dataclass(frozen=True)
@@ -118,8 +142,8 @@ class Recipe:
     synthesized: bool = False      # built at boot for a model outside the catalog
     source: Path | None = None
 
-    def config(self, engine: str, gpus: int) -> ServeConfig | None:
-        return next((c for c in self.configs if c.engine == engine and c.gpus == gpus), None)
+    def config(self, engine: str, gpus: int, nodes: int = 1) -> ServeConfig | None:
+        return next((c for c in self.configs if c.engine == engine and c.gpus == gpus and c.nodes == nodes), None)
 
     def enabled_configs(self) -> tuple[ServeConfig, ...]:
         return tuple(c for c in self.configs if c.enabled)

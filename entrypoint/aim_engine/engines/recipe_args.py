@@ -18,6 +18,7 @@ ENGINES: tuple[str, ...] = ("vllm", "sglang")
 # The canonical settings the planner reads (canonical.yaml keys).
 TENSOR_PARALLEL = "--tensor-parallel-size"
 DATA_PARALLEL = "--data-parallel-size"
+PIPELINE_PARALLEL = "--pipeline-parallel-size"
 CONTEXT = "--max-context-len"
 BATCH = "--max-batch-size"
 UTILIZATION = "--gpu-memory-utilization"

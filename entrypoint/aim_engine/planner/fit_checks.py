@@ -59,37 +59,39 @@ def config_fit(model: "Model", recipe: "Recipe", config: "ServeConfig",
         return None
     try:
         fit = memory.check_fit(model, recipe.precision, memory_bytes, reading.tp, reading.context, reading.batch,
-                               reading.kv_cache_dtype, reading.utilization, checkpoint=recipe.huggingface_id)
+                               reading.kv_cache_dtype, reading.utilization, checkpoint=recipe.huggingface_id,
+                               pp=reading.pp)
     except ValueError:
         return None     # an unknown precision/KV dtype: the schema and engine-args checks report it
     return reading, fit
 
 
 def _arg_path(config: "ServeConfig", arg: str | None) -> tuple[str, ...]:
-    base = (SECTION[config.engine], f"{config.gpus}_gpu")
+    base = (SECTION[config.engine], config.name)
     return (*base, "args", arg) if arg else (*base, "args")
 
 
 def _what_fits(model: "Model", recipe: "Recipe", reading: ConfigReading, memory_bytes: int) -> str:
     """A hint: the smallest legal GPU count that fits as written, or the context/batch that fit."""
     ckpt = recipe.huggingface_id
-    kv, util = reading.kv_cache_dtype, reading.utilization
+    kv, util, pp = reading.kv_cache_dtype, reading.utilization, reading.pp
     options = []
     for n in TRY_GPU_COUNTS:
         if n > reading.tp and memory.tp_legal(model, n) is None:
             try:
                 if memory.check_fit(model, recipe.precision, memory_bytes, n, reading.context, reading.batch,
-                                    kv, util, checkpoint=ckpt).fits:
-                    options.append(f"{n} GPUs (tensor-parallel {n})")
+                                    kv, util, checkpoint=ckpt, pp=pp).fits:
+                    per_node = " per pipeline stage" if pp > 1 else ""
+                    options.append(f"{n} GPUs{per_node} (tensor-parallel {n})")
                     break
             except ValueError:
                 break
     context = memory.max_context(model, recipe.precision, memory_bytes, reading.tp, reading.batch, kv, util,
-                                 checkpoint=ckpt)
+                                 checkpoint=ckpt, pp=pp)
     if context:
         options.append(f"--max-context-len {context} at this batch")
     batch = memory.max_batch(model, recipe.precision, memory_bytes, reading.tp, reading.context, kv, util,
-                             checkpoint=ckpt)
+                             checkpoint=ckpt, pp=pp)
     if batch:
         options.append(f"--max-batch-size {batch} at this context")
     if not options:
@@ -105,7 +107,7 @@ def check_memory_fit(doc: Any, recipe: "Recipe", ctx: Context) -> Iterator[Probl
     if model is None or memory_bytes is None:
         return
     for config in recipe.configs:
-        if not config.enabled or memory.tp_legal(model, _tp(config)) is not None:
+        if not config.enabled or memory.parallel_legal(model, _tp(config), _pp(config)) is not None:
             continue
         judged = config_fit(model, recipe, config, memory_bytes)
         if judged is None:
@@ -114,9 +116,13 @@ def check_memory_fit(doc: Any, recipe: "Recipe", ctx: Context) -> Iterator[Probl
         if fit.fits:
             continue
         gib = memory_bytes / memory.GIB
+        split = f"TP {reading.tp}" + (f" × PP {reading.pp}" if reading.pp > 1 else "") \
+            + (f" × DP {reading.dp}" if reading.dp > 1 else "")
+        shape = (f"{config.nodes} nodes × {config.gpus} × {recipe.hardware} ({split})" if config.nodes > 1
+                 else f"{reading.tp * reading.pp} × {recipe.hardware}")
         batch_note = "" if reading.keys[ra.BATCH] else f" (no batch declared: {config.engine}'s default)"
         context_note = "" if reading.keys[ra.CONTEXT] else " (no context declared: the model's maximum)"
-        message = (f"does not fit {reading.tp} × {recipe.hardware}: per GPU weights {fit.weights_gib:.2f} GiB "
+        message = (f"does not fit {shape}: per GPU weights {fit.weights_gib:.2f} GiB "
                    f"+ KV cache {fit.kv_gib:.2f} GiB ({reading.batch} × {reading.context} tokens{batch_note}{context_note}) "
                    f"+ overhead {fit.overhead_gib:.2f} GiB = {fit.used_gib:.2f} GiB > available "
                    f"{fit.available_gib:.2f} GiB ({gib:.0f} GiB × {reading.utilization:g}); short by "
@@ -132,6 +138,11 @@ def _tp(config: "ServeConfig") -> int:
     return _int(value) or 1 if value is not None else 1
 
 
+def _pp(config: "ServeConfig") -> int:
+    _flag, value = ra.lookup(config.args, ra.PIPELINE_PARALLEL, config.engine)
+    return _int(value) or 1 if value is not None else 1
+
+
 def _int(value: Any) -> int | None:
     """A positive whole number, or None (the other checks report values that are not)."""
     from aim_engine.catalog.types import int_arg
@@ -141,25 +152,33 @@ def _int(value: Any) -> int | None:
 
 
 def check_tp_legal(doc: Any, recipe: "Recipe", ctx: Context) -> Iterator[Problem]:
-    """The tensor-parallel size is one the engines accept for this model's heads."""
+    """The tensor-parallel size is one the engines accept for this model's heads, and the
+    pipeline-parallel size leaves every stage at least one layer."""
     model = ctx.model(recipe.model_id)
     if model is None:
         return
     for config in recipe.configs:
         flag, value = ra.lookup(config.args, ra.TENSOR_PARALLEL, config.engine)
         tp = _int(value) if flag else 1
-        if tp is None:
-            continue    # not a positive integer: the tensor-parallel check reports it
-        reason = memory.tp_legal(model, tp)
-        if reason is None:
-            continue
-        legal = [n for n in TRY_GPU_COUNTS if memory.tp_legal(model, n) is None]
-        yield doc.problem("tp-legal", _arg_path(config, flag), f"illegal tensor parallelism for {model.model_id}: {reason}",
-                          f"legal tensor-parallel sizes up to 8: {', '.join(map(str, legal)) or 'none'}")
+        if tp is not None:      # not a positive integer: the tensor-parallel check reports it
+            reason = memory.tp_legal(model, tp)
+            if reason is not None:
+                legal = [n for n in TRY_GPU_COUNTS if memory.tp_legal(model, n) is None]
+                yield doc.problem("tp-legal", _arg_path(config, flag),
+                                  f"illegal tensor parallelism for {model.model_id}: {reason}",
+                                  f"legal tensor-parallel sizes up to 8: {', '.join(map(str, legal)) or 'none'}")
+        pp_flag, pp_value = ra.lookup(config.args, ra.PIPELINE_PARALLEL, config.engine)
+        pp = _int(pp_value) if pp_flag else 1
+        reason = memory.pp_legal(model, pp) if pp is not None else None
+        if reason is not None:
+            yield doc.problem("tp-legal", _arg_path(config, pp_flag),
+                              f"illegal pipeline parallelism for {model.model_id}: {reason}",
+                              f"use at most {model.layers} pipeline stages")
 
 
 CHECKS: tuple[Check, ...] = (
-    Check("tp-legal", RECIPE_SCOPE, check_tp_legal, "the tensor-parallel size suits the model's attention heads"),
+    Check("tp-legal", RECIPE_SCOPE, check_tp_legal,
+          "the tensor-parallel size suits the model's attention heads; pipeline stages have a layer each"),
     Check("memory-fit", RECIPE_SCOPE, check_memory_fit,
           "every enabled config fits its GPUs (weights + KV cache + overhead ≤ memory × utilization)"),
 )

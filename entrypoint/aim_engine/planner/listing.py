@@ -41,6 +41,7 @@ class Row:
     gib_per_gpu: float | None
     usable_gib: float | None
     reason: str
+    nodes: int = 1                   # a group config (MxN_gpu): M nodes of `gpus` GPUs each
 
 
 def classify(recipes: Iterable[Any], catalog: Any, hardware: Any, include_all: bool = False) -> list[Row]:
@@ -67,16 +68,17 @@ def classify(recipes: Iterable[Any], catalog: Any, hardware: Any, include_all: b
         for config in recipe.configs:
             reading = effective_sizes(model, config, {}, memory_bytes) if model else None
             readable = reading is not None and not isinstance(reading, Unreadable)
-            tp, context, batch, utilization, kv = (
-                (reading.tp, reading.context, reading.batch, reading.utilization, reading.kv_cache_dtype)
-                if readable else (config.gpus, 0, 0, 0.9, None))
+            tp, pp, context, batch, utilization, kv = (
+                (reading.tp, reading.pp, reading.context, reading.batch, reading.utilization, reading.kv_cache_dtype)
+                if readable else (config.gpus, 1, 0, 0, 0.9, None))
             base = dict(recipe_id=recipe.recipe_id, model_id=recipe.model_id, hardware=recipe.hardware,
-                        precision=recipe.precision, engine=config.engine, gpus=config.gpus, context=context)
+                        precision=recipe.precision, engine=config.engine, gpus=config.gpus, context=context,
+                        nodes=config.nodes)
             fit = None
             if model is not None and memory_bytes and readable:
                 try:
                     fit = memory.check_fit(model, recipe.precision, memory_bytes, tp, context, batch, kv,
-                                           utilization)
+                                           utilization, pp=pp)
                 except ValueError:
                     fit = None
             sizes = dict(gib_per_gpu=round(fit.used_gib, 1) if fit else None,
@@ -94,10 +96,15 @@ def classify(recipes: Iterable[Any], catalog: Any, hardware: Any, include_all: b
                 problem = f"{config.engine} does not run on {hardware.gfx}"
             elif not readable:
                 problem = f"args: {reading}"
+            elif config.nodes != hardware.group.nodes:
+                problem = (f"needs {config.nodes} nodes × {config.gpus} GPUs; this node "
+                           + (f"is in a group of {hardware.group.nodes}" if hardware.group.is_multi_node
+                              else "is not in a group") if config.nodes > 1 else
+                           f"one node's config; the group of {hardware.group.nodes} nodes is used whole")
             elif config.gpus > hardware.gpu_count:
                 problem = f"needs {config.gpus} GPUs, {hardware.gpu_count} visible"
             else:
-                problem = memory.tp_legal(model, tp)
+                problem = memory.parallel_legal(model, tp, pp)
             if problem:
                 rows.append(Row(**base, status=INCOMPATIBLE, fits_context=None, reason=problem, **sizes))
                 continue
@@ -105,7 +112,7 @@ def classify(recipes: Iterable[Any], catalog: Any, hardware: Any, include_all: b
                 note = "" if tier == "exact" else why
                 rows.append(Row(**base, status=RUNNABLE, fits_context=context, reason=note, **sizes))
                 continue
-            longest = memory.max_context(model, recipe.precision, memory_bytes, tp, batch, kv, utilization)
+            longest = memory.max_context(model, recipe.precision, memory_bytes, tp, batch, kv, utilization, pp=pp)
             if longest >= 1:
                 rows.append(Row(**base, status=LESS_CONTEXT, fits_context=longest,
                                 reason=f"{batch} x {longest} tokens fit (asks for {context})", **sizes))
@@ -124,7 +131,8 @@ def text_lines(rows: list[Row], header: str) -> list[str]:
     for r in rows:
         gib = f"{r.gib_per_gpu:.1f}/{r.usable_gib:.0f}" if r.gib_per_gpu is not None else "-"
         ctx = str(r.context) if r.status != LESS_CONTEXT else f"{r.context} -> {r.fits_context}"
-        table.append([r.recipe_id, r.engine, str(r.gpus), r.precision, r.status, gib, ctx, r.reason])
+        gpus = str(r.gpus) if r.nodes == 1 else f"{r.nodes}x{r.gpus}"
+        table.append([r.recipe_id, r.engine, gpus, r.precision, r.status, gib, ctx, r.reason])
     lines += ["  " + line for line in align(table)]
     counts = {s: sum(1 for r in rows if r.status == s) for s in (RUNNABLE, LESS_CONTEXT, INCOMPATIBLE)}
     return lines + ["  " + ", ".join(f"{n} {s}" for s, n in counts.items())]

@@ -9,6 +9,10 @@ devices; data-parallel replicas each need the same per-GPU memory, so they chang
     usable = gpu_memory × gpu_memory_utilization
     fits  ⇔  used ≤ usable
 
+With `pp` pipeline stages (a group of nodes, docs/multinode.md) every GPU holds weights /
+(gpus × pp) and the KV cache of its stage's layers (the largest stage: ceil(layers / pp)); the
+overhead per GPU is unchanged.
+
 The model (docs/planner.md has the long form):
 
 * **Weights.** The real checkpoint size when we know it: the model's `weights_bytes` (the
@@ -200,11 +204,18 @@ def _layer_split(model: "Model") -> tuple[int, int, int | None]:
     return model.layers - swa, swa, att.sliding_window
 
 
-def kv_cache_bytes(model: "Model", context: int, batch: int, kv_bytes: float, tp: int = 1) -> int:
-    """KV bytes per GPU for `batch` sequences of `context` tokens each (the worst case)."""
+def stage_layers(layers: int, pp: int = 1) -> int:
+    """Layers of the largest pipeline stage: vLLM's `get_pp_indices` gives every stage
+    `layers // pp` and spreads the remainder one layer each, so the largest holds ceil(layers / pp)."""
+    return -(-layers // max(pp, 1))
+
+
+def kv_cache_bytes(model: "Model", context: int, batch: int, kv_bytes: float, tp: int = 1, pp: int = 1) -> int:
+    """KV bytes per GPU for `batch` sequences of `context` tokens each (the worst case). With
+    `pp` pipeline stages a GPU holds the KV of its stage's layers only (the largest stage)."""
     per = kv_bytes_per_token_per_layer(model, kv_bytes, tp)
     full, swa, window = _layer_split(model)
-    tokens = full * context + swa * min(context, window or context)
+    tokens = stage_layers(full, pp) * context + stage_layers(swa, pp) * min(context, window or context)
     return batch * per * tokens
 
 
@@ -229,28 +240,30 @@ def _gib(n: float) -> float:
 
 
 def _budget(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, context: int, batch: int,
-            kv_cache_dtype: str | None, checkpoint: str | None) -> tuple[str, float, int, int, int]:
+            kv_cache_dtype: str | None, checkpoint: str | None, pp: int = 1) -> tuple[str, float, int, int, int]:
     """(kv dtype, kv bytes per element, total weight bytes, KV bytes per GPU, overhead bytes per GPU)."""
-    if gpus < 1 or context < 1 or batch < 1:
-        raise ValueError(f"gpus, context and batch must be ≥ 1 (got {gpus}, {context}, {batch})")
+    if gpus < 1 or context < 1 or batch < 1 or pp < 1:
+        raise ValueError(f"gpus, pipeline stages, context and batch must be ≥ 1 (got {gpus}, {pp}, {context}, {batch})")
     kv_dtype = resolve_kv_dtype(model, precision, kv_cache_dtype, checkpoint)
     kv_el = kv_element_bytes(kv_dtype)
     return (kv_dtype, kv_el, weights_bytes(model, precision, checkpoint),
-            kv_cache_bytes(model, context, batch, kv_el, gpus), overhead_bytes(model, gpu_memory_bytes, batch))
+            kv_cache_bytes(model, context, batch, kv_el, gpus, pp), overhead_bytes(model, gpu_memory_bytes, batch))
 
 
 def check_fit(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, context: int, batch: int,
               kv_cache_dtype: str | None = None, gpu_memory_utilization: float = DEFAULT_UTILIZATION,
-              *, checkpoint: str | None = None) -> Fit:
-    """Does `batch` sequences of `context` tokens fit on `gpus` tensor-parallel GPUs?
+              *, checkpoint: str | None = None, pp: int = 1) -> Fit:
+    """Does `batch` sequences of `context` tokens fit on `gpus` tensor-parallel GPUs (times `pp`
+    pipeline stages: each GPU then holds 1/(gpus × pp) of the weights and its stage's share of
+    the layers' KV cache)?
 
     Conservative: the KV cache is sized for every sequence at the full context at once, so the
     batch and context a recipe declares are guaranteed, not just likely. `checkpoint` names the
     exact checkpoint loaded (a declared variant's id) when the caller knows it.
     """
     kv_dtype, kv_el, w_total, kv, ovh = _budget(model, precision, gpu_memory_bytes, gpus, context, batch,
-                                                kv_cache_dtype, checkpoint)
-    w = w_total / gpus
+                                                kv_cache_dtype, checkpoint, pp)
+    w = w_total / (gpus * pp)
     per_token_layer = kv_bytes_per_token_per_layer(model, kv_el, gpus)
     available = gpu_memory_bytes * gpu_memory_utilization
     used = w + kv + ovh
@@ -265,14 +278,16 @@ def check_fit(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, 
         heads = kv_heads_per_gpu(model, gpus)
         rep = " (replicated: TP > KV heads)" if att.kv_heads < gpus else ""
         per_desc = f"2 (K,V) × {heads} of {att.kv_heads} KV heads{rep} × head_dim {att.head_dim} × {kv_el:g} B"
-    layers_desc = f"{full} layers × {context} tokens"
+    stage = f" (the largest of {pp} pipeline stages)" if pp > 1 else ""
+    layers_desc = f"{stage_layers(full, pp)} layers{stage} × {context} tokens"
     if swa:
-        layers_desc += f" + {swa} sliding-window layers × {min(context, window or context)} tokens"
+        layers_desc += f" + {stage_layers(swa, pp)} sliding-window layers × {min(context, window or context)} tokens"
     verdict = "fits" if fits else "does NOT fit"
+    where = f"{gpus} GPU(s)" if pp == 1 else f"{gpus * pp} GPU(s) (TP {gpus} × PP {pp})"
     explanation = (
-        f"{model.model_id} at {precision} on {gpus} GPU(s) of {_gib(gpu_memory_bytes):.0f} GiB, "
+        f"{model.model_id} at {precision} on {where} of {_gib(gpu_memory_bytes):.0f} GiB, "
         f"{batch} sequence(s) × {context} tokens: {verdict}. Per GPU: "
-        f"weights {_gib(w):.2f} GiB ({_gib(w_total):.2f} GiB / {gpus}); "
+        f"weights {_gib(w):.2f} GiB ({_gib(w_total):.2f} GiB / {gpus * pp}); "
         f"KV cache {_gib(kv):.2f} GiB (kv dtype {kv_dtype}: {per_token_layer} B/token/layer = {per_desc}; "
         f"{batch} × ({layers_desc})); "
         f"overhead {_gib(ovh):.2f} GiB (2 GiB fixed + {batched_tokens(gpu_memory_bytes)} batched tokens × "
@@ -286,11 +301,11 @@ def check_fit(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, 
 
 
 def _fits(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, context: int, batch: int,
-          kv_cache_dtype: str | None, gpu_memory_utilization: float, checkpoint: str | None) -> bool:
+          kv_cache_dtype: str | None, gpu_memory_utilization: float, checkpoint: str | None, pp: int = 1) -> bool:
     # check_fit's verdict without building its explanation (searches call this many times)
     _dtype, _el, w_total, kv, ovh = _budget(model, precision, gpu_memory_bytes, gpus, context, batch,
-                                            kv_cache_dtype, checkpoint)
-    return w_total / gpus + kv + ovh <= gpu_memory_bytes * gpu_memory_utilization
+                                            kv_cache_dtype, checkpoint, pp)
+    return w_total / (gpus * pp) + kv + ovh <= gpu_memory_bytes * gpu_memory_utilization
 
 
 def _largest(lo_ok: int, hi: int, ok) -> int:
@@ -307,11 +322,11 @@ def _largest(lo_ok: int, hi: int, ok) -> int:
 
 def max_context(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, batch: int = 1,
                 kv_cache_dtype: str | None = None, gpu_memory_utilization: float = DEFAULT_UTILIZATION,
-                *, checkpoint: str | None = None) -> int:
+                *, checkpoint: str | None = None, pp: int = 1) -> int:
     """The longest context (≤ max_position_embeddings) at which `batch` sequences fit; 0 if none."""
     def ok(c: int) -> bool:
         return _fits(model, precision, gpu_memory_bytes, gpus, c, batch, kv_cache_dtype, gpu_memory_utilization,
-                     checkpoint)
+                     checkpoint, pp)
 
     if not ok(1):
         return 0
@@ -320,11 +335,11 @@ def max_context(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int
 
 def max_batch(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, context: int,
               kv_cache_dtype: str | None = None, gpu_memory_utilization: float = DEFAULT_UTILIZATION,
-              limit: int = 1 << 16, *, checkpoint: str | None = None) -> int:
+              limit: int = 1 << 16, *, checkpoint: str | None = None, pp: int = 1) -> int:
     """The most sequences of `context` tokens that fit (capped at `limit`); 0 if not even one."""
     def ok(b: int) -> bool:
         return _fits(model, precision, gpu_memory_bytes, gpus, context, b, kv_cache_dtype, gpu_memory_utilization,
-                     checkpoint)
+                     checkpoint, pp)
 
     if not ok(1):
         return 0
@@ -357,3 +372,18 @@ def tp_legal(model: "Model", tp: int) -> str | None:
     if kv < tp and tp % kv:
         return f"tensor-parallel size {tp} is not a multiple of the {kv} KV heads (needed to replicate them)"
     return None
+
+
+def pp_legal(model: "Model", pp: int) -> str | None:
+    """None when the model can be cut into `pp` pipeline stages, else why not: every stage needs
+    at least one decoder layer (vLLM's `get_pp_indices` gives each stage `layers // pp`)."""
+    if pp < 1:
+        return f"pipeline-parallel size must be ≥ 1, got {pp}"
+    if model.layers < pp:
+        return f"{model.layers} layers cannot fill {pp} pipeline stages (at least one layer per stage)"
+    return None
+
+
+def parallel_legal(model: "Model", tp: int, pp: int = 1) -> str | None:
+    """`tp_legal` and `pp_legal` together: the first rule a (TP, PP) split breaks, or None."""
+    return tp_legal(model, tp) or pp_legal(model, pp)

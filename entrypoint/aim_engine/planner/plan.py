@@ -20,11 +20,21 @@ class Rejection:
 
     recipe_id: str
     engine: str | None      # None: the whole recipe was rejected (e.g. wrong hardware)
-    gpus: int | None
+    gpus: int | None        # GPUs per node of the config (the N of N_gpu / MxN_gpu)
     reason: str
+    nodes: int = 1          # the M of an MxN_gpu config (a group of nodes)
+
+    @property
+    def label(self) -> str:
+        """"[vllm 8 GPU]" or "[vllm 2x8 GPU]" for texts; "" for a whole recipe."""
+        if not self.engine:
+            return ""
+        count = f"{self.nodes}x{self.gpus}" if self.nodes > 1 else f"{self.gpus}"
+        return f" [{self.engine} {count} GPU]"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"recipe_id": self.recipe_id, "engine": self.engine, "gpus": self.gpus, "reason": self.reason}
+        return {"recipe_id": self.recipe_id, "engine": self.engine, "gpus": self.gpus, "nodes": self.nodes,
+                "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,7 @@ class Plan:
     pipeline_parallel: int = 1
     gpus_per_node: int | None = None    # None: single node (== gpus_used)
     group: Any = None                   # hardware.group.Group this plan was made for (None: single node)
+    warnings: tuple[str, ...] = ()      # worth an operator's attention (e.g. the model fits fewer nodes)
 
     @property
     def engine_version(self) -> str | None:
@@ -114,5 +125,6 @@ class Plan:
             "args": dict(self.config.args),
             "env": dict(self.config.env),
             "reasons": list(self.reasons),
+            "warnings": list(self.warnings),
             "rejected": [r.to_dict() for r in self.rejected],
         }

@@ -1,4 +1,4 @@
-"""What one serve config asks of the GPUs: tensor/data-parallel sizes, context, batch, memory
+"""What one serve config asks of the GPUs: tensor/pipeline/data-parallel sizes, context, batch, memory
 share and KV-cache dtype, read the one way selection, the validator's memory checks, the
 generator's notes and recipe listing all share.
 
@@ -33,10 +33,12 @@ class ConfigReading:
     utilization: float
     kv_cache_dtype: str | None
     keys: Mapping[str, str | None]     # canonical key -> the arg it was read from (None: default)
+    pp: int = 1                        # pipeline stages (a group's nodes, usually)
 
     @property
     def gpus(self) -> int:
-        return self.tp * self.dp
+        """Every GPU the config asks for: TP × PP × DP (over all nodes of a group)."""
+        return self.tp * self.pp * self.dp
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Unreadable:
 
 
 _WANT = {ra.TENSOR_PARALLEL: "a whole number >= 1", ra.DATA_PARALLEL: "a whole number >= 1",
+         ra.PIPELINE_PARALLEL: "a whole number >= 1",
          ra.CONTEXT: "a whole number >= 1", ra.BATCH: "a whole number >= 1",
          ra.UTILIZATION: "a number in (0, 1]"}
 
@@ -79,7 +82,8 @@ def read(model: "Model", config: "ServeConfig", memory_bytes: int | None = None,
     engine = config.engine
     keys: dict[str, str | None] = {}
     values: dict[str, Any] = {}
-    for key, parse in ((ra.TENSOR_PARALLEL, _positive), (ra.DATA_PARALLEL, _positive), (ra.CONTEXT, _positive),
+    for key, parse in ((ra.TENSOR_PARALLEL, _positive), (ra.DATA_PARALLEL, _positive),
+                       (ra.PIPELINE_PARALLEL, _positive), (ra.CONTEXT, _positive),
                        (ra.BATCH, _positive), (ra.UTILIZATION, _share)):
         # AIM_ENGINE_ARGS applies to whichever engine is chosen: any engine's spelling counts
         # (the adapter refuses one the chosen engine lacks), so the fit check never misses it.
@@ -105,4 +109,5 @@ def read(model: "Model", config: "ServeConfig", memory_bytes: int | None = None,
         utilization=values[ra.UTILIZATION] or ra.default_utilization(engine),
         kv_cache_dtype=str(kv) if kv not in (None, "auto") else None,
         keys=keys,
+        pp=values[ra.PIPELINE_PARALLEL] or 1,
     )

@@ -83,6 +83,15 @@ class Candidate:
     def tp(self) -> int:
         return self.reading.tp
 
+    @property
+    def width(self) -> int:
+        """GPUs one copy of the model spans (TP × PP): what AIM_METRIC ranks."""
+        return self.reading.tp * self.reading.pp
+
+    @property
+    def split(self) -> str:
+        return f"TP {self.reading.tp}" + (f" x PP {self.reading.pp}" if self.reading.pp > 1 else "")
+
 
 # ---------------------------------------------------------------- small pure helpers
 
@@ -135,7 +144,7 @@ def _rank(c: Candidate, settings: "Settings") -> tuple:
         precision_rank = PRECISION_PREFERENCE.get(p, len(PRECISION_PREFERENCE))
     else:
         precision_rank = 0 if p == settings.precision else 1
-    size = -c.tp if settings.metric == "latency" else c.tp
+    size = -c.width if settings.metric == "latency" else c.width
     return (precision_rank, HARDWARE_TIERS.index(c.tier), ENGINE_PREFERENCE.get(c.config.engine, 9), size,
             -c.fit.margin_gib, c.recipe.recipe_id)
 
@@ -148,7 +157,7 @@ def memory_reason(fit: "memory.Fit", context: int, batch: int) -> str:
 
 
 def longest_context(model: Model, precision: str, memory_bytes: int, gpus: int, batch: int,
-                    kv_cache_dtype: str | None, utilization: float) -> int:
+                    kv_cache_dtype: str | None, utilization: float, pp: int = 1) -> int:
     """The longest context at which `batch` sequences fit (for 'a context of N would fit').
 
     Same answer as `memory.max_context`, in closed form: without sliding-window layers the KV
@@ -158,10 +167,10 @@ def longest_context(model: Model, precision: str, memory_bytes: int, gpus: int, 
     time of a large catalog. Sliding-window models keep the exact search.
     """
     if model.attention.sliding_window:
-        return memory.max_context(model, precision, memory_bytes, gpus, batch, kv_cache_dtype, utilization)
+        return memory.max_context(model, precision, memory_bytes, gpus, batch, kv_cache_dtype, utilization, pp=pp)
     kv_dtype = memory.resolve_kv_dtype(model, precision, kv_cache_dtype)
-    per_token = memory.kv_cache_bytes(model, 1, batch, memory.kv_element_bytes(kv_dtype), gpus)
-    room = (memory_bytes * utilization - memory.weights_bytes(model, precision) / gpus
+    per_token = memory.kv_cache_bytes(model, 1, batch, memory.kv_element_bytes(kv_dtype), gpus, pp)
+    room = (memory_bytes * utilization - memory.weights_bytes(model, precision) / (gpus * pp)
             - memory.overhead_bytes(model, memory_bytes, batch))
     if room < per_token:
         return 0
@@ -198,11 +207,16 @@ def _lost(other: Candidate, winner: Candidate, settings: "Settings") -> str:
         return f"engine {other.config.engine} vs {winner.config.engine} (vLLM preferred)"
     if a[3] != b[3]:
         rule = "the largest" if settings.metric == "latency" else "the smallest"
-        return f"TP {other.tp} vs {winner.tp} (AIM_METRIC={settings.metric} takes {rule})"
+        return f"{other.split} vs {winner.split} (AIM_METRIC={settings.metric} takes {rule})"
     return f"smaller memory margin ({other.fit.margin_gib:+.1f} vs {winner.fit.margin_gib:+.1f} GiB) or recipe id order"
 
 
 # ---------------------------------------------------------------- evaluation
+
+
+def _reject(into: list[Rejection], recipe_id: str, config: ServeConfig, reason: str) -> None:
+    """Record why one config of a recipe was rejected (its engine, GPUs per node and nodes)."""
+    into.append(Rejection(recipe_id, config.engine, config.gpus, reason, config.nodes))
 
 
 def evaluate(recipes: Iterable[Recipe], model: Model, settings: "Settings", hardware: "Hardware",
@@ -216,6 +230,7 @@ def evaluate(recipes: Iterable[Recipe], model: Model, settings: "Settings", hard
     caps = gpus.capabilities(hardware.gfx)
     visible = hardware.gpu_count
     memory_bytes = hardware.memory_per_gpu_bytes
+    group = hardware.group
     candidates: list[Candidate] = []
     rejected: list[Rejection] = []
     fits: dict[tuple, memory.Fit] = {}     # check_fit is pure: one call per distinct sizing
@@ -239,54 +254,66 @@ def evaluate(recipes: Iterable[Recipe], model: Model, settings: "Settings", hard
         for config in recipe.configs:
             engine, n = config.engine, config.gpus
             if not config.enabled:
-                rejected.append(Rejection(rid, engine, n, "disabled in the recipe"))
+                _reject(rejected, rid, config, "disabled in the recipe")
                 continue
             if settings.engine != "auto" and engine != settings.engine:
-                rejected.append(Rejection(rid, engine, n, f"AIM_ENGINE={settings.engine}"))
+                _reject(rejected, rid, config, f"AIM_ENGINE={settings.engine}")
                 continue
             if not caps.runs_engine(engine):
-                rejected.append(Rejection(rid, engine, n, f"engine: {engine} does not run on {hardware.gfx} "
-                                          f"(engines there: {', '.join(caps.engines)})"))
+                _reject(rejected, rid, config, f"engine: {engine} does not run on {hardware.gfx} "
+                        f"(engines there: {', '.join(caps.engines)})")
                 continue
             if engine in missing:
-                rejected.append(Rejection(rid, engine, n, missing[engine]))
+                _reject(rejected, rid, config, missing[engine])
+                continue
+            if config.nodes > 1 and config.nodes != group.nodes:
+                _reject(rejected, rid, config, f"needs a group of {config.nodes} nodes × {n} GPUs; " +
+                        (f"this group has {group.nodes} nodes ({group.source})" if group.is_multi_node
+                         else "this node is not in a group (AIM_NODE_COUNT, docs/multinode.md)"))
                 continue
             if n > visible:
                 source = " (AIM_GPU_COUNT)" if settings.gpu_count is not None else ""
-                rejected.append(Rejection(rid, engine, n, f"needs {n} GPUs, {visible} visible{source}"))
+                per_node = " per node" if config.nodes > 1 else ""
+                _reject(rejected, rid, config, f"needs {n} GPUs{per_node}, {visible} visible{source}")
                 continue
             reading = effective_sizes(model, config, settings.engine_args, memory_bytes)
             if isinstance(reading, Unreadable):
-                rejected.append(Rejection(rid, engine, n, f"args: {reading}"))
+                _reject(rejected, rid, config, f"args: {reading}")
                 continue
             tp, context, batch, utilization, kv = (reading.tp, reading.context, reading.batch, reading.utilization,
                                                    reading.kv_cache_dtype)
-            if reading.gpus != n:
-                rejected.append(Rejection(rid, engine, n, f"args: tensor parallel {tp} x data parallel {reading.dp} "
-                                          f"is not the {n} GPUs of {n}_gpu"))
+            if reading.gpus != config.total_gpus:
+                pipeline = f" x pipeline parallel {reading.pp}" if reading.pp > 1 else ""
+                _reject(rejected, rid, config, f"args: tensor parallel {tp}{pipeline} x data parallel {reading.dp} "
+                        f"is not the {config.total_gpus} GPUs of {config.name}")
                 continue
             if kv is not None and not caps.kv_cache_dtype_ok(kv):
-                rejected.append(Rejection(rid, engine, n, f"KV cache: {hardware.gfx} cannot use --kv-cache-dtype {kv} "
-                                          f"(it takes {', '.join(caps.kv_cache_dtypes)})"))
+                _reject(rejected, rid, config, f"KV cache: {hardware.gfx} cannot use --kv-cache-dtype {kv} "
+                        f"(it takes {', '.join(caps.kv_cache_dtypes)})")
                 continue
+            pp = reading.pp
             illegal = memory.tp_legal(model, tp)
             if illegal:
-                rejected.append(Rejection(rid, engine, n, f"tensor parallel: {illegal}"))
+                _reject(rejected, rid, config, f"tensor parallel: {illegal}")
                 continue
-            key = (recipe.precision, tp, context, batch, kv, utilization)
+            illegal = memory.pp_legal(model, pp)
+            if illegal:
+                _reject(rejected, rid, config, f"pipeline parallel: {illegal}")
+                continue
+            key = (recipe.precision, tp, pp, context, batch, kv, utilization)
             fit = fits.get(key)
             if fit is None:   # the vLLM and SGLang configs of a recipe usually share their sizes
                 try:
                     fit = fits[key] = memory.check_fit(model, recipe.precision, memory_bytes, tp, context, batch, kv,
-                                                       utilization)
+                                                       utilization, pp=pp)
                 except ValueError as exc:
-                    rejected.append(Rejection(rid, engine, n, f"memory: cannot size it ({exc})"))
+                    _reject(rejected, rid, config, f"memory: cannot size it ({exc})")
                     continue
             if not fit.fits:
-                longest = longest_context(model, recipe.precision, memory_bytes, tp, batch, kv, utilization)
+                longest = longest_context(model, recipe.precision, memory_bytes, tp, batch, kv, utilization, pp)
                 more = (f"; a context of {longest} tokens would fit" if longest >= 1
                         else "; not even one short sequence fits")
-                rejected.append(Rejection(rid, engine, n, memory_reason(fit, context, batch) + more))
+                _reject(rejected, rid, config, memory_reason(fit, context, batch) + more)
                 continue
             candidates.append(Candidate(recipe, config, tier, recipe.hardware if tier == "fallback" else None,
                                         why, reading, fit))
@@ -398,7 +425,7 @@ def _describe_hw(hardware: "Hardware") -> str:
 
 
 def _summarize(rejected: list[Rejection], limit: int = 8) -> str:
-    lines = [f"  - {r.recipe_id}" + (f" [{r.engine} {r.gpus} GPU]" if r.engine else "") + f": {r.reason}"
+    lines = [f"  - {r.recipe_id}{r.label}: {r.reason}"
              for r in rejected[:limit]]
     if len(rejected) > limit:
         lines.append(f"  - … and {len(rejected) - limit} more (`aim-engine plan --json` lists all)")
@@ -411,14 +438,22 @@ def _summarize(rejected: list[Rejection], limit: int = 8) -> str:
 def _finish(source: ModelSource, candidate: Candidate, settings: "Settings", hardware: "Hardware",
             rejected: list[Rejection], others: list[Candidate], reasons: list[str]) -> Plan:
     recipe, config = candidate.recipe, candidate.config
-    tp, recipe_dp = candidate.reading.tp, candidate.reading.dp
-    replicas = max(1, hardware.gpu_count // config.gpus) if settings.metric == "throughput" else 1
+    tp, pp, recipe_dp = candidate.reading.tp, candidate.reading.pp, candidate.reading.dp
+    multi = config.nodes > 1
+    # Throughput fills one node with data-parallel copies; a group runs the config as written
+    # (data parallelism across nodes is another deployment: more single-node replicas).
+    replicas = max(1, hardware.gpu_count // config.gpus) if settings.metric == "throughput" and not multi else 1
     dp = recipe_dp * replicas
+    used = tp * pp * dp
+    per_node = used // config.nodes
     checkpoint = source.checkpoint if source.kind == "local" else recipe.huggingface_id
-    args = {k: v for k, v in config.args.items()
-            if k not in ra.spellings(ra.TENSOR_PARALLEL, config.engine) + ra.spellings(ra.DATA_PARALLEL, config.engine)}
+    owned = (*ra.spellings(ra.TENSOR_PARALLEL, config.engine), *ra.spellings(ra.DATA_PARALLEL, config.engine),
+             *ra.spellings(ra.PIPELINE_PARALLEL, config.engine))
+    args = {k: v for k, v in config.args.items() if k not in owned}
     args["--model"] = checkpoint
     args["--tensor-parallel-size"] = str(tp)
+    if pp > 1:
+        args["--pipeline-parallel-size"] = str(pp)
     if dp > 1:
         args["--data-parallel-size"] = str(dp)
     if settings.precision in SIXTEEN_BIT and recipe.precision in SIXTEEN_BIT and recipe.precision != settings.precision:
@@ -442,34 +477,84 @@ def _finish(source: ModelSource, candidate: Candidate, settings: "Settings", har
         reasons.append("engine sglang: no runnable vLLM config (auto prefers vLLM)")
     else:
         reasons.append(f"engine {config.engine}: AIM_ENGINE=auto prefers vLLM")
-    sizes = sorted({c.tp for c in others if c.recipe is recipe and c.config.engine == config.engine})
-    if settings.metric == "latency":
+    warnings: list[str] = []
+    if multi:
+        reasons.extend(_group_reasons(candidate, settings, hardware, others, per_node))
+        warnings.extend(_group_warnings(source, candidate, hardware, others))
+    elif settings.metric == "latency":
+        sizes = sorted({c.tp for c in others if c.recipe is recipe and c.config.engine == config.engine})
         reasons.append(f"AIM_METRIC=latency: the largest tensor-parallel size that fits of {sizes} -> TP {tp}"
+                       + (f" x PP {pp}" if pp > 1 else "")
                        + (f" x DP {dp} (as the recipe's {config.gpus}_gpu config writes it)" if dp > 1 else ""))
-        idle = hardware.gpu_count - tp * dp
-        if idle > 0:
-            reasons.append(f"{idle} of {hardware.gpu_count} GPUs stay idle (AIM_METRIC=throughput would run "
-                           f"{hardware.gpu_count // config.gpus} copies of the {config.gpus}_gpu config)")
     else:
+        sizes = sorted({c.tp for c in others if c.recipe is recipe and c.config.engine == config.engine})
         reasons.append(f"AIM_METRIC=throughput: the smallest tensor-parallel size that fits of {sizes} -> TP {tp}, "
-                       f"{dp} data-parallel replica(s) on {tp * dp} of {hardware.gpu_count} GPUs")
-    visible = hardware.hip_visible_devices(tp * dp)
+                       f"{dp} data-parallel replica(s) on {used} of {hardware.gpu_count} GPUs")
+    idle = hardware.gpu_count - per_node
+    if idle > 0 and (multi or settings.metric == "latency"):
+        where = " on each node" if multi else ""
+        more = "" if multi else (f" (AIM_METRIC=throughput would run {hardware.gpu_count // config.gpus} copies "
+                                 f"of the {config.gpus}_gpu config)")
+        reasons.append(f"{idle} of {hardware.gpu_count} GPUs stay idle{where}{more}")
+    visible = hardware.hip_visible_devices(per_node)
     if visible is not None:
-        reasons.append(visibility_reason(hardware, tp * dp, visible))
+        reasons.append(visibility_reason(hardware, per_node, visible))
     reasons.append(f"memory per GPU: {candidate.fit.weights_gib:.1f} GiB weights + {candidate.fit.kv_gib:.1f} GiB KV "
                    f"({candidate.batch} x {candidate.context} tokens) + {candidate.fit.overhead_gib:.1f} GiB overhead "
                    f"of {candidate.fit.available_gib:.1f} GiB usable (margin {candidate.fit.margin_gib:+.1f} GiB)")
+    reasons.extend(f"warning: {w}" for w in warnings)
     for other in others:
         if other is not candidate:
             rejected.append(Rejection(other.recipe.recipe_id, other.config.engine, other.config.gpus,
-                                      "runnable, ranked lower: " + _lost(other, candidate, settings)))
+                                      "runnable, ranked lower: " + _lost(other, candidate, settings),
+                                      other.config.nodes))
     return Plan(
         model=source.model, recipe=recipe, config=plan_config, engine=config.engine,
-        tensor_parallel=tp, data_parallel=dp, gpus_used=tp * dp, checkpoint=checkpoint,
+        tensor_parallel=tp, data_parallel=dp, gpus_used=used, checkpoint=checkpoint,
         served_model_name=source.served_model_name, precision=recipe.precision,
         context=candidate.context, batch=candidate.batch, reasons=tuple(reasons), rejected=tuple(rejected),
         synthesized=recipe.synthesized, fallback_hardware=candidate.fallback, visible_devices=visible,
+        nodes=config.nodes, pipeline_parallel=pp, gpus_per_node=per_node if multi else None,
+        group=hardware.group if multi else None, warnings=tuple(warnings),
     )
+
+
+def _group_reasons(candidate: Candidate, settings: "Settings", hardware: "Hardware", others: list[Candidate],
+                   per_node: int) -> list[str]:
+    """Why the plan spans the group, and how it is split over it."""
+    from aim_engine.planner import across_nodes
+
+    recipe, config, reading = candidate.recipe, candidate.config, candidate.reading
+    group = hardware.group
+    default = across_nodes.split(config.engine, config.nodes, per_node)
+    if recipe.synthesized:
+        how = across_nodes.why_split(config.engine)
+    elif (reading.tp, reading.pp) == (default.tp, default.pp):
+        how = f"as recipe {recipe.recipe_id}'s {config.name} config writes it ({across_nodes.why_split(config.engine)})"
+    else:
+        how = f"as recipe {recipe.recipe_id}'s {config.name} config writes it (the engine's default: {default.describe()})"
+    sizes = sorted({c.config.gpus for c in others if c.recipe is recipe and c.config.engine == config.engine})
+    rule = "the most" if settings.metric == "latency" else "the fewest"
+    return [
+        f"group: {across_nodes.describe_group(hardware)}: deployed on purpose, so the plan uses all "
+        f"{group.nodes} nodes (docs/selection.md)",
+        f"split over the group: {candidate.split} = {reading.gpus} GPUs, {per_node} per node; {how}",
+        f"AIM_METRIC={settings.metric}: {rule} GPUs per node that fit of {sizes} -> {per_node}",
+    ]
+
+
+def _group_warnings(source: ModelSource, candidate: Candidate, hardware: "Hardware",
+                    others: list[Candidate]) -> list[str]:
+    """The model would fit on fewer nodes than the group has: the operator should know."""
+    from aim_engine.planner import across_nodes
+
+    recipe, config, reading = candidate.recipe, candidate.config, candidate.reading
+    fewer = across_nodes.fewer_nodes(source.model, recipe.precision, hardware.memory_per_gpu_bytes, config.engine,
+                                     config.gpus, config.nodes, reading.context, reading.batch,
+                                     reading.kv_cache_dtype, reading.utilization)
+    if fewer is None:
+        return []
+    return [across_nodes.fewer_warning(fewer, config.nodes, reading.context, reading.batch, hardware.group.source)]
 
 
 def _cpu_plan(source: ModelSource, settings: "Settings", hardware: "Hardware", catalog_recipes: list[Recipe],
@@ -541,11 +626,15 @@ def choose(source: ModelSource, settings: "Settings", hardware: "Hardware", reci
 
     variant_id = source.variant.huggingface_id if source.variant else None
     candidates, rejected = evaluate(recipes, source.model, settings, hardware, variant_id, inventory)
+    in_group = hardware.group.is_multi_node
+    if in_group:
+        candidates = _group_only(candidates, rejected, hardware)
     if not candidates and pinned is None:
         # The model is not in the catalog, nothing in the catalog is written for this GPU
-        # family, or no catalog recipe runs here (too big, an override rules them all out):
-        # size recipes from the model facts, checked exactly like catalog ones.
-        made = synthesize.gpu_recipes(source.model, hardware, source.checkpoint, checkpoint_precision_of(source))
+        # family (or this group), or no catalog recipe runs here (too big, an override rules
+        # them all out): size recipes from the model facts, checked exactly like catalog ones.
+        make = synthesize.group_recipes if in_group else synthesize.gpu_recipes
+        made = make(source.model, hardware, source.checkpoint, checkpoint_precision_of(source))
         more, more_rejected = evaluate(made, source.model, settings, hardware, variant_id, inventory)
         for option in synthesize.runnable(source.model, hardware, source.checkpoint,
                                           checkpoint_precision_of(source))[1]:
@@ -557,6 +646,9 @@ def choose(source: ModelSource, settings: "Settings", hardware: "Hardware", reci
         hardware_ok = any(not r.reason.startswith("hardware:") for r in rejected[:len(rejected) - len(more_rejected)])
         if not source.in_catalog:
             why = f"{source.model.model_id} is not in the catalog"
+        elif in_group:
+            why = (f"no catalog recipe of {source.model.model_id} has a config for a group of "
+                   f"{hardware.group.nodes} nodes x {hardware.gpu_count} {hardware.gpu_model} that runs here")
         elif not hardware_ok:
             why = f"the catalog has no {source.model.model_id} recipe for {hardware.gpu_model} ({hardware.gfx})"
         else:
@@ -577,6 +669,8 @@ def choose(source: ModelSource, settings: "Settings", hardware: "Hardware", reci
                                f"AIM_RECIPE_ID={pinned.recipe_id}") for c in candidates if c not in chosen]
         candidates = chosen
 
+    if not candidates and in_group:
+        raise _group_error(source, settings, hardware, rejected)
     if not candidates:
         raise AimError(
             f"no recipe for {source.model.model_id} can run on {_describe_hw(hardware)}:\n" + _summarize(rejected),
@@ -585,6 +679,40 @@ def choose(source: ModelSource, settings: "Settings", hardware: "Hardware", reci
         )
     candidates.sort(key=lambda c: _rank(c, settings))
     return _with_engine(_finish(source, candidates[0], settings, hardware, rejected, candidates, reasons), inventory)
+
+
+def _group_only(candidates: list[Candidate], rejected: list[Rejection], hardware: "Hardware") -> list[Candidate]:
+    """A group deployed on purpose is used whole: the configs for all its nodes stay candidates;
+    single-node configs that would run are rejected, saying so (docs/selection.md)."""
+    group = hardware.group
+    kept = []
+    for c in candidates:
+        if c.config.nodes == group.nodes:
+            kept.append(c)
+        else:
+            rejected.append(Rejection(c.recipe.recipe_id, c.config.engine, c.config.gpus,
+                                      f"runs on one node; the group of {group.nodes} nodes ({group.source}) is used "
+                                      "whole", c.config.nodes))
+    return kept
+
+
+def _group_error(source: ModelSource, settings: "Settings", hardware: "Hardware",
+                 rejected: list[Rejection]) -> AimError:
+    """Nothing runs on the group: the numbers (per-GPU need vs usable, nodes × GPUs) first."""
+    from aim_engine.hardware import gpus
+    from aim_engine.planner import across_nodes
+
+    caps = gpus.capabilities(hardware.gfx)
+    options = synthesize.runnable(source.model, hardware, source.checkpoint, checkpoint_precision_of(source))[0]
+    precisions = [(o.precision, o.checkpoint) for o in options if precision_allowed(settings.precision, o.precision)]
+    engine = settings.engine if settings.engine != "auto" else next(
+        (e for e in ENGINE_PREFERENCE if caps.runs_engine(e)), "vllm")
+    numbers = across_nodes.nothing_fits(source.model, hardware, precisions, engine) if precisions else None
+    head = numbers or (f"no recipe for {source.model.model_id} can run on the group of {hardware.group.nodes} "
+                       f"nodes × {_describe_hw(hardware)}")
+    return AimError(head + ":\n" + _summarize(rejected),
+                    hint="a group with more nodes or GPUs with more memory, a lower precision (AIM_PRECISION), or a "
+                         "shorter context (AIM_ENGINE_ARGS='{\"--max-context-len\": \"8192\"}')")
 
 
 def recipes_of(catalog: Any, source: ModelSource) -> list[Recipe]:

@@ -75,16 +75,16 @@ def utilization(engine: str) -> float:
 
 
 def size_config(model: "Model", option: Option, gpu_memory_bytes: int, gpus: int,
-                engine: str = "vllm") -> Sized | None:
-    """Context and batch for one config of `engine`, or None when it is not worth serving (see
-    the module docstring for the policy)."""
+                engine: str = "vllm", pp: int = 1) -> Sized | None:
+    """Context and batch for one config of `engine` on `gpus` tensor-parallel GPUs × `pp`
+    pipeline stages, or None when it is not worth serving (see the module docstring)."""
     share = utilization(engine)
     ceiling = min(model.max_position_embeddings, CONTEXT_CAP)
     floor = min(MIN_CONTEXT, ceiling)
 
     def fit(context: int, batch: int) -> memory.Fit:
         return memory.check_fit(model, option.precision, gpu_memory_bytes, gpus, context, batch,
-                                option.kv_cache_dtype, share, checkpoint=option.checkpoint)
+                                option.kv_cache_dtype, share, checkpoint=option.checkpoint, pp=pp)
 
     def ok(context: int, batch: int) -> bool:
         return fit(context, batch).margin_gib >= MIN_MARGIN_GIB
@@ -112,12 +112,15 @@ def size_config(model: "Model", option: Option, gpu_memory_bytes: int, gpus: int
 
 
 def config_args(model: "Model", option: Option, gpus: int, context: int, batch: int,
-                engine: str = "vllm") -> dict[str, Any]:
+                engine: str = "vllm", pp: int = 1) -> dict[str, Any]:
     """The canonical args of one sized config (a 1-GPU config omits --tensor-parallel-size, the
-    engines' default; selection writes the plan's own value anyway)."""
+    engines' default; selection writes the plan's own value anyway). `gpus` is the
+    tensor-parallel size; `pp` > 1 adds --pipeline-parallel-size (a group of nodes)."""
     args: dict[str, Any] = {"--model": option.checkpoint, "--dtype": option.dtype}
     if gpus > 1:
         args["--tensor-parallel-size"] = str(gpus)
+    if pp > 1:
+        args["--pipeline-parallel-size"] = str(pp)
     args.update({
         "--max-batch-size": str(batch),
         "--max-context-len": str(context),

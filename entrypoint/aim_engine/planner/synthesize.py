@@ -76,14 +76,15 @@ def options(model: Model, checkpoint: str | None, checkpoint_precision: str | No
     return out
 
 
-def size(model: Model, option: Option, memory_bytes: int, tp: int, engine: str = "vllm") -> tuple[int, int]:
+def size(model: Model, option: Option, memory_bytes: int, tp: int, engine: str = "vllm",
+         pp: int = 1) -> tuple[int, int]:
     """(context, batch) for one synthesized config: the generator's policy (`sizing.size_config`).
     When nothing is worth serving there, the capped context and MIN_BATCH are written anyway, so
     selection rejects the config with its memory numbers and the context that would fit, rather
     than the config silently vanishing from the reasons (also when the planner cannot size it:
     selection then reports why)."""
     try:
-        sized = sizing.size_config(model, option, memory_bytes, tp, engine)
+        sized = sizing.size_config(model, option, memory_bytes, tp, engine, pp)
     except ValueError:
         sized = None
     if sized is None:
@@ -126,6 +127,41 @@ def gpu_recipes(model: Model, hardware: "Hardware", checkpoint: str | None = Non
             precision=option.precision, configs=tuple(configs), synthesized=True,
             description=f"synthesized at boot for {model.model_id} on {hw} from its config.json facts",
         ))
+    return recipes
+
+
+def group_recipes(model: Model, hardware: "Hardware", checkpoint: str | None = None,
+                  checkpoint_precision: str | None = None) -> list[Recipe]:
+    """Recipes for the whole group of `hardware.group.nodes` nodes, each with this node's GPUs:
+    one per serving option the architecture runs, with an `MxN_gpu` config per engine and per
+    GPU count per node in TP_SIZES whose group split (`across_nodes.split`: vLLM TP within a
+    node × PP across nodes, SGLang TP over every GPU) is legal, sized by the same policy as every
+    other config (`sizing.size_config` with the pipeline stages)."""
+    from aim_engine.hardware import gpus
+    from aim_engine.planner import across_nodes
+
+    caps = gpus.capabilities(hardware.gfx)
+    engines = [e for e in ENGINES if caps.runs_engine(e)]
+    hw = hardware.gpu_model or hardware.gfx or "GPU"
+    nodes, memory_bytes = hardware.group.nodes, hardware.memory_per_gpu_bytes
+    recipes = []
+    for option in runnable(model, hardware, checkpoint, checkpoint_precision)[0]:
+        configs = []
+        for per_node in (n for n in TP_SIZES if n <= hardware.gpu_count):
+            for engine in engines:
+                split = across_nodes.split(engine, nodes, per_node)
+                if memory.parallel_legal(model, split.tp, split.pp) is not None:
+                    continue
+                context, batch = size(model, option, memory_bytes, split.tp, engine, split.pp)
+                args = sizing.config_args(model, option, split.tp, context, batch, engine=engine, pp=split.pp)
+                configs.append(ServeConfig(engine=engine, gpus=per_node, enabled=True, args=args, nodes=nodes))
+        if configs:
+            recipes.append(Recipe(
+                recipe_id=f"{model.slug}-{hw.lower()}-{option.precision}-synthesized",
+                model_id=model.model_id, huggingface_id=option.checkpoint, hardware=hw,
+                precision=option.precision, configs=tuple(configs), synthesized=True,
+                description=f"synthesized at boot for {model.model_id} on {nodes} nodes of {hw} from its facts",
+            ))
     return recipes
 
 
