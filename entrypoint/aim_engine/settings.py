@@ -26,6 +26,7 @@ METRICS = ("latency", "throughput")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
 CACHE_VERIFY = ("size", "full")
+MULTINODE_BACKENDS = ("auto", "native", "ray")
 
 DEFAULT_CACHE_PATH = "/workspace/model-cache"
 DEFAULT_PORT = 8000
@@ -41,6 +42,16 @@ MAX_PATH = 4096
 MAX_PATH_LIST = 16384
 MAX_ENGINE_ARGS = 65536
 MAX_DIGITS = 12            # longer digit strings are out of every range: never converted
+MAX_NODES = 64             # nodes in one serving group (docs/multinode.md)
+MAX_PEER_TIMEOUT = 86400
+HOST_NAME = 253            # a DNS name is at most 253 characters
+IFNAMSIZ = 15              # Linux interface names: at most 15 characters
+
+# Variables other controllers set, read as they set them (docs/multinode.md, "Topology"): the
+# topology resolver (hardware/group.py) parses them; they are not AIM_* settings.
+FOREIGN_TOPOLOGY = ("LWS_LEADER_ADDRESS", "LWS_GROUP_SIZE", "LWS_WORKER_INDEX",          # LeaderWorkerSet
+                    "HEAD_SVC", "RAY_NODE_COUNT", "TENSOR_PARALLEL_SIZE", "PIPELINE_PARALLEL_SIZE",  # KServe
+                    "POD_IP", "POD_NAMESPACE")                                        # the downward API
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -132,6 +143,23 @@ VARIABLES: tuple[Variable, ...] = (
              text=TextRule(64, no_leading_dash=True, no_spaces=True)),
     Variable("AIM_FAIL_GRACE", "5", "Seconds a failed boot keeps its probes (/status) answering before it exits non-zero.",
              bounds=Bounds(0, MAX_FAIL_GRACE, whole=False, unit="seconds")),
+    Variable("AIM_NODE_COUNT", None, "Nodes in the serving group (unset: from LeaderWorkerSet or KServe, else 1).",
+             bounds=Bounds(1, MAX_NODES, unit="nodes")),
+    Variable("AIM_NODE_RANK", None, "This node's rank in the group, 0 = the leader (unset: from LeaderWorkerSet or KServe, else 0).",
+             bounds=Bounds(0, MAX_NODES - 1)),
+    Variable("AIM_LEADER_ADDRESS", None, "Host name or IP of rank 0, as every rank reaches it (unset: LWS_LEADER_ADDRESS or KServe's HEAD_SVC).",
+             text=TextRule(HOST_NAME, no_leading_dash=True, no_spaces=True)),
+    Variable("AIM_DIST_PORT", "29500", "The leader's rendezvous port (vLLM --master-port, SGLang --dist-init-addr).",
+             bounds=Bounds(1, 65535)),
+    Variable("AIM_MULTINODE_BACKEND", "auto", "auto, native (the engine's own multi-node runtime) or ray."),
+    Variable("AIM_PEER_TIMEOUT", "900", "Seconds a boot waits for its leader, or for its workers to join.",
+             bounds=Bounds(0, MAX_PEER_TIMEOUT, whole=False, unit="seconds")),
+    Variable("AIM_NODE_ADDRESS", None, "This node's address as its peers reach it (default: POD_IP, else the source address of the route to the leader).",
+             text=TextRule(HOST_NAME, no_leading_dash=True, no_spaces=True)),
+    Variable("AIM_NETWORK_INTERFACE", None, "Network interface for the engines' socket traffic (default: the interface of the route to the leader).",
+             text=TextRule(IFNAMSIZ, no_leading_dash=True, no_spaces=True)),
+    Variable("AIM_LEADER_HEALTH_PORT", None, "The leader's probe port, where workers join (default: AIM_HEALTH_PORT, the same on every rank).",
+             bounds=Bounds(1, 65535)),
     Variable("HF_TOKEN", None, "Hugging Face token for gated models; never logged.", text=TextRule(1024, no_spaces=True)),
     Variable("HF_ENDPOINT", None, "Hugging Face hub (or mirror) URL; default https://huggingface.co.",
              text=TextRule(2048, no_spaces=True)),
@@ -295,6 +323,17 @@ class Settings:
     flags_dir: Path | None = None
     hf_token: str | None = field(default=None, repr=False)
     hf_endpoint: str | None = None
+    # Multi-node (docs/multinode.md): validated together by hardware.group.resolve().
+    node_count: int | None = None
+    node_rank: int | None = None
+    leader_address: str | None = None
+    dist_port: int = 29500
+    multinode_backend: str = "auto"
+    peer_timeout: float = 900.0
+    node_address: str | None = None
+    network_interface: str | None = None
+    leader_health_port: int | None = None
+    topology_env: dict[str, str] = field(default_factory=dict)   # FOREIGN_TOPOLOGY variables that are set
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -333,6 +372,17 @@ class Settings:
             flags_dir=_path_or_none(r.text("AIM_ENGINE_FLAGS_DIR")),
             hf_token=token,
             hf_endpoint=r.url("HF_ENDPOINT"),
+            node_count=r.number("AIM_NODE_COUNT"),
+            node_rank=r.number("AIM_NODE_RANK"),
+            leader_address=r.text("AIM_LEADER_ADDRESS"),
+            dist_port=r.number("AIM_DIST_PORT") or 29500,
+            multinode_backend=r.choice("AIM_MULTINODE_BACKEND", MULTINODE_BACKENDS),
+            peer_timeout=r.number("AIM_PEER_TIMEOUT") or 0.0,
+            node_address=r.text("AIM_NODE_ADDRESS"),
+            network_interface=r.text("AIM_NETWORK_INTERFACE"),
+            leader_health_port=r.number("AIM_LEADER_HEALTH_PORT"),
+            topology_env={name: r.environ[name].strip()[:MAX_PATH] for name in FOREIGN_TOPOLOGY
+                          if (r.environ.get(name) or "").strip()},
         )
         if settings.port == settings.health_port and not r.problems:
             r.problems.append(f"AIM_HEALTH_PORT={settings.health_port} must differ from AIM_PORT={settings.port}")

@@ -40,6 +40,15 @@ GOOD: dict[str, tuple[str, str, object]] = {
     "AIM_ENGINE_METRICS": ("false", "engine_metrics", False),
     "AIM_IMAGE_FLAVOUR": ("rocm-vllm", "image_flavour", "rocm-vllm"),
     "AIM_ENGINE_FLAGS_DIR": ("/opt/flags", "flags_dir", Path("/opt/flags")),
+    "AIM_NODE_COUNT": ("2", "node_count", 2),
+    "AIM_NODE_RANK": ("1", "node_rank", 1),
+    "AIM_LEADER_ADDRESS": ("leader-0.svc", "leader_address", "leader-0.svc"),
+    "AIM_DIST_PORT": ("29600", "dist_port", 29600),
+    "AIM_MULTINODE_BACKEND": ("Ray", "multinode_backend", "ray"),
+    "AIM_PEER_TIMEOUT": ("30.5", "peer_timeout", 30.5),
+    "AIM_NODE_ADDRESS": ("10.0.0.7", "node_address", "10.0.0.7"),
+    "AIM_NETWORK_INTERFACE": ("eth0", "network_interface", "eth0"),
+    "AIM_LEADER_HEALTH_PORT": ("9101", "leader_health_port", 9101),
     "HF_TOKEN": ("hf_abcdefghijklmnopqrstuvwx", "hf_token", "hf_abcdefghijklmnopqrstuvwx"),
     "HF_ENDPOINT": ("http://127.0.0.1:5000", "hf_endpoint", "http://127.0.0.1:5000"),
 }
@@ -60,6 +69,12 @@ BAD: dict[str, tuple[str, str]] = {
     "AIM_LOG_FORMAT": ("xml", "auto, json, console"),
     "AIM_DEBUG": ("2", "true/false"),
     "AIM_ENGINE_METRICS": ("maybe", "true/false"),
+    "AIM_NODE_COUNT": ("0", "a whole number from 1 to 64 nodes"),
+    "AIM_NODE_RANK": ("64", "a whole number from 0 to 63"),
+    "AIM_DIST_PORT": ("0", "a whole number from 1 to 65535"),
+    "AIM_MULTINODE_BACKEND": ("mpi", "auto, native, ray"),
+    "AIM_PEER_TIMEOUT": ("-1", "a number from 0 to 86400 seconds"),
+    "AIM_LEADER_HEALTH_PORT": ("65536", "a whole number from 1 to 65535"),
 }
 
 
@@ -152,7 +167,8 @@ def test_numbers_are_bounded_plain_ascii_digits(name, value):
 
 
 def test_every_number_setting_has_bounds():
-    numbers = {"AIM_GPU_COUNT", "AIM_PORT", "AIM_HEALTH_PORT", "AIM_LOCK_TIMEOUT", "AIM_FAIL_GRACE"}
+    numbers = {"AIM_GPU_COUNT", "AIM_PORT", "AIM_HEALTH_PORT", "AIM_LOCK_TIMEOUT", "AIM_FAIL_GRACE",
+               "AIM_NODE_COUNT", "AIM_NODE_RANK", "AIM_DIST_PORT", "AIM_PEER_TIMEOUT", "AIM_LEADER_HEALTH_PORT"}
     assert {v.name for v in VARIABLES if v.bounds} == numbers
 
 

@@ -143,6 +143,9 @@ def detect(settings, environ: Mapping[str, str] | None = None, *, use_amdsmi: bo
     `os.environ`. Raises `AimError` for unusable overrides.
     """
     environ = os.environ if environ is None else environ
+    from aim_engine.hardware.group import resolve
+
+    group = resolve(settings)      # the topology first: a group that cannot be is a settings error (exit 2)
     root = Path(settings.sysfs_root)
     model_override = _override_model(settings.gpu_model)
     count = settings.gpu_count
@@ -210,6 +213,9 @@ def detect(settings, environ: Mapping[str, str] | None = None, *, use_amdsmi: bo
     if not devices:
         notes.append("no GPU in use: the target is the CPU (vLLM CPU backend)")
 
+    if group.is_multi_node:
+        notes.append(f"group: {group.role} rank {group.rank} of {group.nodes} nodes (from {group.source}), "
+                     f"leader {group.leader_address}, backend {group.backend}")
     cpu = detect_cpu(root)
     if not devices and cpu.memory_bytes == 0:
         warnings.append(f"could not read the CPU's memory from {root / 'proc/meminfo'}")
@@ -220,4 +226,5 @@ def detect(settings, environ: Mapping[str, str] | None = None, *, use_amdsmi: bo
         notes=tuple(notes),
         warnings=tuple(warnings),
         visible_count=visible_count,
+        group=group,
     )
