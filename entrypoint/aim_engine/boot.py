@@ -7,6 +7,8 @@
                                                                   # here fails now, before any download
     path      = cache.warm(plan.checkpoint, settings)     # skipped for a local directory
     launch    = render(plan, settings, path, cache_warm)
+    [a group (docs/multinode.md): a worker joins its leader after selecting; every rank runs the
+     launch's prelude; the leader waits for its workers, a worker for its leader's go]
     os.execvpe(launch.argv[0], launch.argv, launch.env)   # the engine keeps our PID
 
 `serve()` below is that list. Every phase is logged once with its duration and recorded in the
@@ -102,6 +104,7 @@ class Boot:
         self.engines: Any = None      # engines.inventory.Inventory, from the detecting phase
         self.hardware: Any = None
         self.compile_plan: Any = None
+        self.peers: Any = None        # peers.Peers on a multi-node group
 
     def start_probes(self) -> None:
         from aim_engine import probes
@@ -209,6 +212,43 @@ class Boot:
         public = launch.public_dict()
         self.state.update(engine={**public, "name": launch.engine, "port": self.settings.port})
         return launch
+
+    # --- a group (docs/multinode.md) -----------------------------------------------------------
+
+    def group_of(self, plan: Any) -> Any:
+        """This node's group, with its facts published (/status): None on one node."""
+        group = getattr(self.hardware, "group", None)
+        if group is None or not group.is_multi_node:
+            return None
+        from aim_engine.peers import Peers
+
+        self.peers = Peers(self.state, self.settings, group, self.log)
+        self.peers.publish(plan)
+        return group
+
+    def before_exec(self, launch: Any) -> None:
+        """The prelude, then the group's barrier: the leader waits for its workers (and, on Ray,
+        for the Ray cluster), a worker for its leader's go."""
+        if not launch.prelude and self.peers is None:
+            return          # one node: nothing to import, nothing to wait for
+        from aim_engine import peers as peers_module
+
+        if launch.prelude:
+            self.phase("prelude", lambda: peers_module.run_prelude(
+                launch, self.log, timeout=self.settings.peer_timeout or None))
+        if self.peers is None:
+            return
+        if self.peers.group.is_leader:
+            own = f"http://127.0.0.1:{self.settings.health_port}"
+
+            def leader_wait() -> None:
+                self.peers.wait_for_workers(own)
+                if self.peers.group.backend == "ray":
+                    self.peers.wait_for_ray(launch)
+
+            self.phase("waiting_for_workers", leader_wait)
+        else:
+            self.phase("waiting_for_leader", self.peers.wait_for_leader)
 
     def compile_cache(self, plan: Any, launch: Any, model_path: str) -> Any:
         """Point the engine's compile and kernel caches at the volume (docs/cache.md); say in the
@@ -379,6 +419,12 @@ def serve(settings: Settings, stream: TextIO | None = None, warm_only: bool = Fa
             boot.check_api_port()
             hardware = boot.phase("detecting", boot.detect)
             plan = boot.phase("selecting", lambda: boot.select(hardware))
+            group = boot.group_of(plan)
+            if group is not None and warm_only:
+                raise AimError("serve --warm-only runs the engine of one node; it cannot warm a multi-node group",
+                               hint="run the pre-warm Job without AIM_NODE_COUNT / the group's variables")
+            if group is not None and not group.is_leader:
+                boot.phase("joining", boot.peers.join)
             if plan.is_local_checkpoint:
                 model_path, offline = plan.checkpoint, True     # used in place: nothing to download
                 boot.log.info("local model directory: cache skipped", path=plan.checkpoint)
@@ -388,6 +434,7 @@ def serve(settings: Settings, stream: TextIO | None = None, warm_only: bool = Fa
             launch = boot.phase("rendering", lambda: boot.render(plan, model_path, offline))
             if warm_only:
                 return boot.warm_only(plan, launch)
+            boot.before_exec(launch)
             boot.exec(plan, launch)
     except Stopped as stop:
         return _exit_promptly(boot.stopped(stop))

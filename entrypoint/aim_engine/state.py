@@ -31,8 +31,12 @@ PHASES: tuple[str, ...] = (
     "starting",         # settings parsed, probes coming up
     "detecting",        # GPUs (or the CPU)
     "selecting",        # catalog + recipe selection
+    "joining",          # a group's worker joins its leader (docs/multinode.md)
     "downloading",      # cache warm-up under the lock (skipped for local directories)
     "rendering",        # recipe -> engine argv and environment
+    "prelude",          # the launch's prelude commands (e.g. `ray start --head`) run and are waited for
+    "waiting_for_workers",  # a group's leader waits for every worker to join and be ready to start
+    "waiting_for_leader",   # a group's worker waits for its leader's go before its exec
     "engine_starting",  # the agent has exec'd the engine; waiting for /v1/models
     "ready",            # the engine lists the model
     "failed",           # the boot failed; `error` says why; the process exits non-zero soon

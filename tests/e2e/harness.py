@@ -240,6 +240,10 @@ FAKE_ENGINE = textwrap.dedent('''\
         sys.exit(int(mode.split(":", 1)[1]))
     from http.server import BaseHTTPRequestHandler, HTTPServer
     args = sys.argv[1:]
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    if "--port" not in args:      # a headless rank of a multi-node group: no API, runs until stopped
+        while True:
+            time.sleep(3600)
     port = int(args[args.index("--port") + 1])
     name = args[args.index("--served-model-name") + 1]
     class H(BaseHTTPRequestHandler):

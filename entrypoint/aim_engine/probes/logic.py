@@ -11,6 +11,14 @@ Kept apart from the HTTP server so every rule is testable with plain dictionarie
                     then liveness takes over); 503 with the phase before that and after a failure.
 - `/status`         200 with the whole state: phase, hardware, recipe and why, download progress,
                     engine, timings, last error, and how the engine exited (code, signal, time).
+- `/group`          200 with the group as this node sees it (a leader: who joined, who is missing
+                    or lost; a worker: its leader and the last heartbeat); `/health/joined` 200
+                    when a worker has joined and its leader answers, or a leader's group is whole.
+
+In a group (docs/multinode.md) readiness is the group's: a leader is ready only when its engine
+is AND every worker has joined and heartbeats; a worker (whose engine serves no API) is ready
+once it has exec'd its engine, has joined and its leader answers. A broken group is an error of
+kind `group_lost`.
 
 When the engine exits, the phase becomes `stopped` (exit 0, or SIGTERM/SIGINT) or `failed` (any
 other end), with an error of kind `engine_exited`.
@@ -21,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-ENDPOINTS = ("/health/live", "/health/ready", "/health/startup", "/status")
+ENDPOINTS = ("/health/live", "/health/ready", "/health/startup", "/health/joined", "/status", "/group")
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,8 @@ class View:
     health: EngineCheck | None = None            # the engine's own /health, once it has been ready
     exit: dict[str, Any] | None = None           # how the watched process ended (ExitStatus.to_dict)
     exit_clean: bool = False                     # ... exit 0 or a stop signal
+    group: dict[str, Any] | None = None          # the probe's picture of the group (probes/group.py)
+    now: float = 0.0                             # when the view was taken (waits' elapsed time)
 
     @property
     def engine_exited(self) -> bool:
@@ -57,7 +67,34 @@ class View:
         return self.exit is not None and self.agent_phase in ("engine_starting", "ready")
 
     @property
+    def role(self) -> str:
+        return str(((self.state or {}).get("group") or {}).get("role") or "single")
+
+    @property
+    def group_ok(self) -> bool:
+        """A leader's group is whole; a worker has joined and its leader answers; one node: True."""
+        group = self.group or {}
+        if self.role == "leader":
+            return bool(group.get("complete"))
+        if self.role == "worker":
+            return bool(group.get("joined")) and not group.get("leader_lost")
+        return True
+
+    @property
+    def group_error(self) -> dict[str, Any] | None:
+        group = self.group or {}
+        broken = group.get("broken") if self.role == "leader" else group.get("leader_lost")
+        if not broken:
+            return None
+        return {"message": f"the group is broken: {broken.get('message')}",
+                "hint": f"this node ends its engine {broken.get('end_at', 0) - broken.get('at', 0):g} s after the loss "
+                        "so the whole group restarts (LeaderWorkerSet RecreateGroupOnPodRestart); see docs/multinode.md",
+                "kind": "group_lost", "phase": self.agent_phase}
+
+    @property
     def error(self) -> dict[str, Any] | None:
+        if self.group_error is not None:
+            return self.group_error
         if self.engine_exited and not self.exit_clean:
             assert self.exit is not None
             how = self.exit.get("description") or "exited"
@@ -86,8 +123,10 @@ class View:
 
     @property
     def ready(self) -> bool:
-        return self.agent_phase in ("engine_starting", "ready") and not self.engine_exited \
-            and self.check is not None and self.check.lists(self.served_model_name)
+        started = self.agent_phase in ("engine_starting", "ready") and not self.engine_exited
+        if self.role == "worker":      # a headless engine: alive, joined and heard by its leader
+            return started and self.agent_alive and self.group_ok
+        return started and self.check is not None and self.check.lists(self.served_model_name) and self.group_ok
 
     @property
     def phase(self) -> str:
@@ -131,7 +170,20 @@ def status_document(view: View) -> dict[str, Any]:
             doc["timings"] = {**doc["timings"], "to_ready": round(view.ready_at - started, 3)}
     if view.compile and isinstance(doc.get("compile_cache"), dict):
         doc["compile_cache"] = {**doc["compile_cache"], **view.compile}
+    if view.group is not None or isinstance(doc.get("group"), dict):
+        doc["group"] = group_document(view)
     doc["probe"] = view.extra
+    return doc
+
+
+def group_document(view: View) -> dict[str, Any]:
+    """The boot's `group` section (role, rank, the wait in progress) merged with the probe's
+    picture (joined, lost, heartbeats), the wait's elapsed time computed now."""
+    doc = {**((view.state or {}).get("group") or {}), **(view.group or {})}
+    waiting = doc.get("waiting")
+    if isinstance(waiting, dict) and isinstance(waiting.get("since"), (int, float)) and view.now:
+        doc["waiting"] = {**waiting, "elapsed_s": round(view.now - waiting["since"], 1)}
+    doc["ok"] = view.group_ok
     return doc
 
 
@@ -158,8 +210,17 @@ def respond(path: str, view: View) -> tuple[int, dict[str, Any]]:
         elif view.check is not None and view.check.error:
             body["engine"] = view.check.error
         return 503, body
+    if path == "/health/joined":
+        body = {"joined": view.group_ok, "role": view.role, "phase": phase}
+        if view.group is not None:
+            body["group"] = {k: view.group.get(k) for k in ("missing", "lost", "leader", "last_ack_age_s", "rank")
+                             if k in view.group}
+        return (200 if view.group_ok else 503), body
+    if path == "/group":
+        return 200, group_document(view) if view.role != "single" else {"role": "single", "nodes": 1}
     if path == "/health/startup":
-        if view.ever_ready and phase not in ("failed", "stopped"):
+        started = view.ever_ready or (view.role == "worker" and view.ready)
+        if started and phase not in ("failed", "stopped"):
             return 200, {"started": True, "phase": phase}
         body = {"started": False, "phase": phase}
         if error:

@@ -33,6 +33,8 @@ REASON_BY_KIND = {
     "ReadOnlyCache": "cache_read_only",
     "HubError": "download",
     "bug": "bug",
+    "group_lost": "peer_lost",
+    "PeerError": "peers",
 }
 REASON_BY_PHASE = {
     "starting": "startup",
@@ -40,6 +42,10 @@ REASON_BY_PHASE = {
     "selecting": "selection",
     "downloading": "download",
     "rendering": "render",
+    "joining": "peers",
+    "waiting_for_leader": "peers",
+    "waiting_for_workers": "peers",
+    "prelude": "prelude",
     "engine_starting": "engine_start",
     "ready": "engine_exited",
 }

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from aim_engine.probes import exit_watch
+from aim_engine.probes import group as peers
 from aim_engine.probes.logic import EngineCheck, View, models_from_payload, respond
 from aim_engine.state import TERMINAL, read_state
 
@@ -87,6 +88,9 @@ class Probe:
         self.compile_result: dict[str, Any] = {}   # what the compile cache hook did at ready
         self.metrics: Any = None          # probes.metrics.Exposition, built on the first scrape
         self.metrics_lock = threading.Lock()
+        self.roster = peers.Roster()      # a leader's workers (docs/multinode.md)
+        self.link = peers.LeaderLink(self._leader_lost)    # a worker's tie to its leader
+        self.ending = False               # the group broke: this node's engine is being ended
 
     def render_metrics(self, accept: str | None) -> tuple[bytes, str]:
         with self.metrics_lock:
@@ -112,7 +116,10 @@ class Probe:
     def engine_url(self, state: dict[str, Any] | None) -> str | None:
         if not state or state.get("phase") not in ("engine_starting", "ready"):
             return None
-        return (state.get("engine") or {}).get("models_url")
+        engine = state.get("engine") or {}
+        if engine.get("serves_api") is False:      # a worker's headless engine serves no API to ask
+            return None
+        return engine.get("models_url")
 
     def refresh(self, state: dict[str, Any] | None) -> None:
         url = self.engine_url(state)
@@ -155,6 +162,7 @@ class Probe:
         elif fresh == "live":
             self.refresh_health(state)
         alive = self.watched_alive()
+        group = self.group_picture(state)
         with self.lock:
             exit_status = self.exit
             return View(
@@ -162,8 +170,71 @@ class Probe:
                 ever_ready=self.ever_ready, ready_at=self.ready_at, compile=dict(self.compile_result),
                 extra={"pid": os.getpid(), "watch_pid": self.watch_pid, "started_at": self.started_at},
                 health=self.health, exit=exit_status.to_dict() if exit_status else None,
-                exit_clean=bool(exit_status and exit_status.clean),
+                exit_clean=bool(exit_status and exit_status.clean), group=group, now=time.time(),
             )
+
+    # --- the group (probes/group.py) ------------------------------------------------------------
+
+    @staticmethod
+    def role(state: dict[str, Any] | None) -> str:
+        return str(((state or {}).get("group") or {}).get("role") or "single")
+
+    def group_picture(self, state: dict[str, Any] | None) -> dict[str, Any] | None:
+        role, now = self.role(state), time.time()
+        if role == "leader":
+            return {**self.roster.summary((state or {}).get("group"), now),
+                    "leader_phase": (state or {}).get("phase")}
+        if role == "worker":
+            return self.link.summary(state, now)
+        return None
+
+    def group_request(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """A worker's join or heartbeat, answered by the leader's roster."""
+        state = read_state(self.state_path)
+        phase = str((state or {}).get("phase") or "starting")
+        group = dict((state or {}).get("group") or {})
+        if state and state.get("error"):
+            group["error"] = state["error"]
+        if self.exit is not None:
+            phase = "stopped" if self.exit.clean else "failed"
+        if path == peers.JOIN_PATH:
+            code, answer = self.roster.join(body, group or None, phase, time.time())
+            if self.log is not None:
+                if code == 200:
+                    self.log.info("worker joined", rank=answer.get("rank"), address=body.get("address"),
+                                  hostname=body.get("hostname"))
+                elif code == 409:
+                    self.log.error("worker join refused", rank=body.get("rank"), address=body.get("address"),
+                                   error=answer.get("error"))
+            return code, answer
+        return self.roster.heartbeat(body, group or None, phase, time.time())
+
+    def _leader_lost(self, message: str) -> None:
+        if self.log is not None:
+            self.log.error("leader lost: this worker ends", reason=message, after_s=peers.END_AFTER_S)
+
+    def watch_group(self) -> None:
+        """Sweep a leader's roster / heartbeat a worker's leader; end this node's engine (or boot)
+        when the group has broken, END_AFTER_S after it broke (docs/multinode.md)."""
+        next_beat = 0.0
+        while not self.stop.wait(0.5):
+            state = read_state(self.state_path)
+            role, now = self.role(state), time.time()
+            started = (state or {}).get("phase") in ("engine_starting", "ready")
+            broken: dict[str, Any] | None = None
+            if role == "leader":
+                for lost in self.roster.sweep(now, started):
+                    if self.log is not None:
+                        self.log.error("worker lost", **lost, leader_started=started)
+                broken = self.roster.broken
+            elif role == "worker":
+                if now >= next_beat:
+                    next_beat = now + peers.HEARTBEAT_S
+                    self.link.beat(state, self.watched_alive(), now)
+                broken = self.link.lost
+            if broken is not None and not self.ending and now >= broken["end_at"] and self.watched_alive():
+                self.ending = True
+                peers.end_process(self.watch_pid, self.watched_alive, self.log, broken["message"])
 
     # --- loops ---------------------------------------------------------------------------------
 
@@ -235,6 +306,34 @@ def make_handler(probe: Probe) -> type[BaseHTTPRequestHandler]:
 
         do_HEAD = do_GET
 
+        def do_POST(self) -> None:  # noqa: N802
+            path = self.path.split("?", 1)[0].rstrip("/")
+            if path not in (peers.JOIN_PATH, peers.HEARTBEAT_PATH):
+                code, body = 404, {"error": f"no such endpoint {path!r}", "post": [peers.JOIN_PATH, peers.HEARTBEAT_PATH]}
+            else:
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
+                if not 0 < length <= peers.MAX_BODY:
+                    code, body = 400, {"error": f"a JSON body of 1 to {peers.MAX_BODY} bytes is expected"}
+                else:
+                    try:
+                        request = json.loads(self.rfile.read(length))
+                    except ValueError:
+                        request = None
+                    if not isinstance(request, dict):
+                        code, body = 400, {"error": "the body is not a JSON object"}
+                    else:
+                        code, body = probe.group_request(path, request)
+            data = json.dumps(body, default=str).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(data)
+
         def log_message(self, format: str, *args: Any) -> None:  # quiet: kubelet probes every few seconds
             pass
 
@@ -251,6 +350,7 @@ def serve(sock: socket.socket, state_path: Path, watch_pid: int, cleanup_dir: Pa
     server.daemon_threads = True
     threading.Thread(target=probe.poll_engine, name="engine-poll", daemon=True).start()
     threading.Thread(target=probe.watch, args=(server,), name="watch", daemon=True).start()
+    threading.Thread(target=probe.watch_group, name="group", daemon=True).start()
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
