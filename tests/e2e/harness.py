@@ -249,7 +249,7 @@ FAKE_ENGINE = textwrap.dedent('''\
     class H(BaseHTTPRequestHandler):
         def do_GET(self):
             body = json.dumps({{"object": "list", "data": [{{"id": name, "object": "model"}}]}}).encode()
-            self.send_response(200 if self.path == "/v1/models" else 404)
+            self.send_response(200 if self.path in ("/v1/models", "/health") else 404)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

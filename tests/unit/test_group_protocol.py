@@ -177,3 +177,48 @@ def test_the_prelude_runs_in_order_and_a_failure_names_the_command(tmp_path):
         run_prelude(_launch([sys.executable, "-c", "raise SystemExit(3)"]), log)
     with pytest.raises(PeerError, match="prelude command not found: 'no-such-ray'"):
         run_prelude(_launch(["no-such-ray", "start", "--head"]), log)
+
+
+def _fake_ray_install(tmp_path, alive: int):
+    """A stand-in Ray installation (like the fake `vllm`): a `ray` command whose shebang names an
+    interpreter that finds a `ray` package answering `ray.nodes()` with `alive` live nodes."""
+    import os
+
+    site = tmp_path / "site"
+    (site / "ray").mkdir(parents=True)
+    (site / "ray" / "__init__.py").write_text(
+        "def init(**kw):\n    assert kw.get('address') == 'auto'\n"
+        f"def nodes():\n    return [{{'Alive': True}}] * {alive} + [{{'Alive': False}}]\n")
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    python.write_text(f"#!/bin/sh\nPYTHONPATH={site} exec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    ray = tmp_path / "bin" / "ray"
+    ray.write_text(f"#!{python}\nprint('ray')\n")
+    ray.chmod(0o755)
+    return {"PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def test_the_ray_node_count_is_asked_of_rays_own_python(tmp_path):
+    from aim_engine.peers import ray_node_count, ray_python
+
+    env = _fake_ray_install(tmp_path, alive=2)
+    assert ray_python(env) == str(tmp_path / "bin" / "python")
+    assert ray_node_count(SimpleNamespace(env=env)) == 2
+    assert ray_node_count(SimpleNamespace(env={"PATH": str(tmp_path / "nothing")})) is None
+
+
+def test_the_leader_waits_for_every_ray_node_and_times_out_naming_the_numbers(tmp_path):
+    from aim_engine.peers import Peers
+    from aim_engine.hardware.group import Group
+    from aim_engine.state import BootState
+
+    state = BootState(tmp_path / "state.json")
+    settings = SimpleNamespace(health_port=8001, model_id="m", model_revision="main")
+    clock = iter(range(0, 10_000, 5))
+    group = Group(nodes=3, rank=0, leader_address="127.0.0.1", backend="ray", peer_timeout=30, leader_probe_port=8001)
+    peers = Peers(state, settings, group, _Log(), clock=lambda: float(next(clock)), sleep=lambda s: None)
+    counts = iter([1, 2, None, 3])
+    assert peers.wait_for_ray(SimpleNamespace(env={}), count=lambda: next(counts)) == 3
+    with pytest.raises(PeerError, match=r"the Ray cluster has 2 node\(s\) of 3 after 30 s \(AIM_PEER_TIMEOUT\)"):
+        peers.wait_for_ray(SimpleNamespace(env={}), count=lambda: 2)
