@@ -81,6 +81,19 @@ def test_ports_probes_cache_and_names_match_the_agent(source, role, pod):
         assert seen == AGENT_PROBE_PATHS
 
 
+@pytest.mark.parametrize("source,role,pod", [pytest.param(*spec, id=spec[0]) for spec in _pod_specs()
+                                             if spec[1] != "single"])
+def test_a_group_rank_outwaits_its_peer_timeout_before_the_startup_probe_gives_up(source, role, pod):
+    """A rank waits up to AIM_PEER_TIMEOUT for its leader or its workers and then ends its boot
+    naming the missing peers; a startup budget shorter than that would have the kubelet kill it
+    first, without that message."""
+    container = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    timeout = float(env.get("AIM_PEER_TIMEOUT") or next(v.default for v in VARIABLES if v.name == "AIM_PEER_TIMEOUT"))
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] > timeout, source
+
+
 def test_dockerfile_matches_the_agent_defaults():
     text = (DOCKER / "Dockerfile").read_text()
     assert f"AIM_CACHE_PATH={DEFAULT_CACHE_PATH}" in text

@@ -94,9 +94,6 @@ def test_values_schema_lists_every_agent_setting():
     routed |= {"AIM_NODE_COUNT", "AIM_NODE_RANK", "AIM_LEADER_ADDRESS", "AIM_NODE_ADDRESS"}
     # The leader's probe port: the chart's ports.health, the same on every rank (its default).
     routed |= {"AIM_LEADER_HEALTH_PORT"}
-    # Multi-node settings the group lane is adding to settings.VARIABLES; the chart lists them
-    # under `aim` once they are on main (lane deploy), then this line goes.
-    routed |= {"AIM_MULTINODE_BACKEND", "AIM_DIST_PORT", "AIM_PEER_TIMEOUT", "AIM_NETWORK_INTERFACE"}
     settings = {v.name for v in VARIABLES if v.name.startswith("AIM_")} - routed
     assert set(schema["properties"]["aim"]["properties"]) == settings
     assert set(values["aim"]) == settings

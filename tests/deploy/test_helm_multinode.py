@@ -141,3 +141,30 @@ def test_schema_rejects_bad_multinode_values(bad):
 
     with pytest.raises(helm.HelmError):
         render_chart(bad)
+
+
+def test_multinode_settings_reach_every_rank_by_their_real_names():
+    values = {**MULTI, "aim": {**MULTI["aim"], "AIM_MULTINODE_BACKEND": "ray", "AIM_DIST_PORT": 29600,
+                               "AIM_PEER_TIMEOUT": 1800, "AIM_NETWORK_INTERFACE": "eth1"}}
+    pods = dict(pod_templates(_kind(render_chart(values), "LeaderWorkerSet")))
+    for role, pod in pods.items():
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        assert (env["AIM_MULTINODE_BACKEND"], env["AIM_DIST_PORT"], env["AIM_PEER_TIMEOUT"],
+                env["AIM_NETWORK_INTERFACE"]) == ("ray", "29600", "1800", "eth1"), role
+        # The place in the group is each pod's own: LWS gives it, never a chart value.
+        assert not {"AIM_NODE_COUNT", "AIM_NODE_RANK", "AIM_LEADER_ADDRESS", "AIM_NODE_ADDRESS"} & set(env), role
+
+
+@pytest.mark.parametrize("bad", [
+    {"AIM_MULTINODE_BACKEND": "mpi"},
+    {"AIM_DIST_PORT": 0},
+    {"AIM_DIST_PORT": 70000},
+    {"AIM_PEER_TIMEOUT": -1},
+    {"AIM_NETWORK_INTERFACE": "an-interface-name-too-long"},
+    {"AIM_NODE_RANK": 1},
+])
+def test_schema_rejects_bad_multinode_settings(bad):
+    import helm_python as helm
+
+    with pytest.raises(helm.HelmError):
+        render_chart({**MULTI, "aim": {**MULTI["aim"], **bad}})
