@@ -30,8 +30,10 @@ class Parsed:
     error: str = ""
 
 
-def parse_batch(engine: str, venv: Path, argvs: Sequence[Sequence[str]], timeout: float = 600) -> list[Parsed]:
-    """Parse each argv (engine arguments, without the command) with `engine`'s real parser."""
+def parse_batch(engine: str, venv: Path, argvs: Sequence[Sequence[str]], timeout: float = 600,
+                worker: Path = WORKER) -> list[Parsed]:
+    """Parse each argv (engine arguments, without the command) with `engine`'s real parser
+    (`worker`: the script run in the engine's environment; another one may check more)."""
     if not argvs:
         return []
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "AIM_"))}
@@ -41,7 +43,7 @@ def parse_batch(engine: str, venv: Path, argvs: Sequence[Sequence[str]], timeout
         src, out = Path(tmp, "in.json"), Path(tmp, "out.json")
         src.write_text(json.dumps([list(a) for a in argvs]), encoding="utf-8")
         proc = subprocess.run(
-            [str(venv / "bin" / "python"), str(WORKER), engine, str(src), str(out)],
+            [str(venv / "bin" / "python"), str(worker), engine, str(src), str(out)],
             env=env, cwd=tmp, capture_output=True, text=True, timeout=timeout,
         )
         if proc.returncode != 0 or not out.exists():

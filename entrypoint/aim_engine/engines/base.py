@@ -43,13 +43,16 @@ class Launch:
       `argv[command_len:]` are the engine's own arguments (what its parser sees).
     - `env`: the complete environment for `execve` (the agent's, plus the changes in `env_changes`).
     - `overrides_applied`: the AIM_ENGINE_ARGS entries as applied (real flag -> value; None = removed).
+    - On a multi-node group (docs/multinode.md, "Rendering"): `health_url` is None where nothing
+      answers it (a vLLM headless node, a Ray worker), `models_url` is None on every worker (no
+      OpenAI API there); `backend` is the multinode.Backend the group runs on (None: one node).
     """
 
     engine: str
     argv: list[str]
     env: dict[str, str]
-    health_url: str
-    models_url: str
+    health_url: str | None
+    models_url: str | None
     served_model_name: str
     overrides_applied: dict[str, Any] = field(default_factory=dict)
     env_changes: dict[str, str] = field(default_factory=dict)
@@ -62,6 +65,7 @@ class Launch:
     role: str = "single"               # "single" | "leader" | "worker"
     serves_api: bool = True            # False on workers: no OpenAI API on AIM_PORT (headless)
     prelude: tuple[tuple[str, ...], ...] = ()   # commands run (and waited for) before the exec, e.g. `ray start --head`
+    backend: Any = None                # multinode.Backend: "native" | "ray", and why (None: one node)
 
     @property
     def args(self) -> list[str]:
@@ -88,6 +92,7 @@ class Launch:
             "role": self.role,
             "serves_api": self.serves_api,
             "prelude": [mask_argv(list(c), secrets) for c in self.prelude],
+            "backend": self.backend.to_dict() if self.backend is not None else None,
         }
 
 

@@ -13,7 +13,9 @@ Precedence, strongest first:
      HIP itself (and the agent's detection) follows;
 2. the user's environment (anything already set is never overwritten);
 3. the recipe config's `env`;
-4. the defaults of `rocm_env.yaml`, chosen by target, gfx, engine and tensor-parallel size.
+4. on a multi-node group only, the network rows of `network_env.yaml` (this node's address as
+   VLLM_HOST_IP / SGLANG_HOST_IP, the interface as GLOO/NCCL_SOCKET_IFNAME);
+5. the defaults of `rocm_env.yaml`, chosen by target, gfx, engine and tensor-parallel size.
 
 `HF_TOKEN` (and its legacy name) reach the engine only while the cache is cold; a warm cache
 needs no token, and a process that does not hold a secret cannot leak it.
@@ -76,6 +78,48 @@ def defaults(ctx: EnvContext, rules: tuple[Mapping[str, Any], ...] | None = None
     return out
 
 
+@dataclass(frozen=True)
+class NetworkContext:
+    """What the network rows of a multi-node group are keyed on, and the values they take."""
+
+    engine: str
+    backend: str                    # "native" | "ray"
+    target: str
+    node_address: str | None        # this node's address as its peers reach it (None: not known)
+    interface: str | None           # the interface towards the leader (None: not known)
+
+
+@lru_cache(maxsize=None)
+def _network_rows() -> tuple[Mapping[str, Any], ...]:
+    from aim_engine import yaml_documents
+
+    data = yaml_documents.load(Path(__file__).resolve().parent / "network_env.yaml")
+    return tuple((data or {}).get("variables") or ())
+
+
+NETWORK_WHEN = ("engine", "backend", "target")
+NETWORK_FROM = ("node_address", "interface")
+
+
+def network(ctx: NetworkContext, rows: tuple[Mapping[str, Any], ...] | None = None) -> dict[str, str]:
+    """The network variables of `network_env.yaml` that apply to `ctx` (pure; later rows win).
+    A row whose value is not known is left out, never set empty."""
+    out: dict[str, str] = {}
+    for row in _network_rows() if rows is None else rows:
+        when = row.get("when") or {}
+        unknown = set(when) - set(NETWORK_WHEN)
+        source = row.get("from")
+        if unknown or (source is not None and source not in NETWORK_FROM):
+            raise ValueError(f"network_env.yaml: row {row.get('name')!r}: unknown `when` key(s) {sorted(unknown)} "
+                             f"or `from` {source!r} (allowed: {', '.join(NETWORK_WHEN)}; {', '.join(NETWORK_FROM)})")
+        if any(getattr(ctx, key) != value for key, value in when.items()):
+            continue
+        value = getattr(ctx, source) if source is not None else row.get("value")
+        if value is not None and str(value) != "":
+            out[str(row["name"])] = str(value)
+    return out
+
+
 def visibility(base: Mapping[str, str], visible_devices: str | None) -> dict[str, str]:
     """The HIP/CUDA_VISIBLE_DEVICES the engine must get on top of `base` (pure; empty: none).
     The disagreement rule is detection's own (`hardware.visibility.conflict`), so the engine
@@ -99,11 +143,13 @@ def build(
     recipe_env: Mapping[str, str] | None = None,
     rules: tuple[Mapping[str, Any], ...] | None = None,
     visible_devices: str | None = None,
+    network_env: Mapping[str, str] | None = None,
 ) -> EngineEnv:
     """Compose the engine environment from the agent's `base` environment (pure).
-    `visible_devices`: the plan's HIP_VISIBLE_DEVICES value (None: the engine sees all)."""
+    `visible_devices`: the plan's HIP_VISIBLE_DEVICES value (None: the engine sees all);
+    `network_env`: a multi-node group's network variables (`network()`), defaults like the rest."""
     env = dict(base)
-    for name, value in {**defaults(ctx, rules), **dict(recipe_env or {})}.items():
+    for name, value in {**defaults(ctx, rules), **dict(network_env or {}), **dict(recipe_env or {})}.items():
         env.setdefault(name, value)
     env.update(visibility(base, visible_devices))
     env["HF_HOME"] = hf_home
