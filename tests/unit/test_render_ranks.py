@@ -314,3 +314,14 @@ def test_plan_text_shows_the_group_and_every_rank_s_command() -> None:
     assert "rank 1 (worker, no API, nothing listens on the engine port):" in text
     assert "  command: ray start --address=10.0.0.1:6379" in text
     assert "VLLM_HOST_IP (its own)" in text          # the worker's address is its own, not the leader's
+
+
+def test_cpu_pipeline_stages_are_not_eager_but_cpu_tensor_parallel_is() -> None:
+    # vLLM 0.32's CPU build crashes on the first request with pp > 1 and --enforce-eager
+    # (twonode findings); tensor parallel over the nodes stays eager, as one node's CPU plan.
+    pipeline = rendered(group_plan(target="cpu", tp=1, pp=2), 1)
+    assert "--enforce-eager" not in pipeline.args and "--no-enforce-eager" in pipeline.args
+    tensor = rendered(group_plan(target="cpu", tp=2, pp=1), 1)
+    assert "--enforce-eager" in tensor.args
+    gpu = rendered(group_plan(tp=8, pp=2, args={"--enforce-eager": "true"}), 1)
+    assert "--enforce-eager" in gpu.args           # only the CPU build needs it

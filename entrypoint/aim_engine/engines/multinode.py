@@ -18,6 +18,8 @@ from aim_engine.errors import AimError
 
 BACKEND_VARIABLE = "AIM_MULTINODE_BACKEND"
 REQUESTS = ("auto", "native", "ray")
+# multinode.yaml `target_args` conditions, on the plan's group-wide pipeline parallel size.
+CONDITIONS = {"pipeline": lambda pipeline: pipeline > 1}
 
 
 @lru_cache(maxsize=None)
@@ -185,6 +187,10 @@ def rank_plan(plan: Any, group: Any, rank: int, backend: Backend) -> RankPlan:
     role = "leader" if rank == 0 else "worker"
     per_role = (data["args"].get(plan.engine) or {}).get(backend.name) or {}
     args = {**fill_args(per_role.get("every") or {}, known), **fill_args(per_role.get(role) or {}, known)}
+    pipeline = int(getattr(plan, "pipeline_parallel", 1) or 1)
+    for condition, extra in (((data.get("target_args") or {}).get(target) or {}).get(plan.engine) or {}).items():
+        if CONDITIONS[condition](pipeline):
+            args.update(extra)
     serves_health = role == "leader" or bool(data["worker_serves"][plan.engine][backend.name]["health"])
     if backend.name == "ray":
         ray = data["ray"]
