@@ -325,3 +325,19 @@ def test_cpu_pipeline_stages_are_not_eager_but_cpu_tensor_parallel_is() -> None:
     assert "--enforce-eager" in tensor.args
     gpu = rendered(group_plan(tp=8, pp=2, args={"--enforce-eager": "true"}), 1)
     assert "--enforce-eager" in gpu.args           # only the CPU build needs it
+
+
+def test_plan_text_lists_the_planner_s_warnings_and_group_rejections() -> None:
+    from aim_engine.commands.plan import render_text
+    from aim_engine.planner.plan import Rejection
+
+    p = dataclasses.replace(group_plan(), warnings=("the model fits 1 node of the 2",),
+                            rejected=(Rejection("r-405b", "vllm", 8, "too small", nodes=4),))
+    ranks = [rendered(p, r).public_dict() for r in (0, 1)]
+    data = {"hardware": {"devices": [{"memory_bytes": 192 << 30}], "gpu_count": 8, "gpu_model": "MI300X",
+                         "gfx": "gfx942", "source": "test"},
+            "plan": p.to_dict(), "launch": ranks[0], "ranks": ranks}
+    out = io.StringIO()
+    render_text(data, out)
+    assert "WARNING:   the model fits 1 node of the 2" in out.getvalue()
+    assert "  - r-405b [vllm 4x8 GPU]: too small" in out.getvalue()

@@ -102,12 +102,15 @@ def render_text(data: dict[str, Any], out: TextIO) -> None:
     print("why:", file=out)
     for reason in plan["reasons"]:
         print(f"  - {reason}", file=out)
+    for warning in plan.get("warnings") or ():
+        print(f"WARNING:   {warning}", file=out)
     rejected = plan["rejected"]
     # The interesting rejections first (why a candidate could not run), then the ranked-lower ones.
     rejected = sorted(rejected, key=lambda r: r["reason"].startswith("runnable"))
     print(f"rejected ({len(rejected)}):", file=out)
     for r in rejected[:SHOWN_REJECTIONS]:
-        where = f" [{r['engine']} {r['gpus']} GPU]" if r["engine"] else ""
+        count = f"{r['nodes']}x{r['gpus']}" if (r.get("nodes") or 1) > 1 else r["gpus"]
+        where = f" [{r['engine']} {count} GPU]" if r["engine"] else ""
         print(f"  - {r['recipe_id']}{where}: {r['reason']}", file=out)
     if len(rejected) > SHOWN_REJECTIONS:
         print(f"  … {len(rejected) - SHOWN_REJECTIONS} more (--json lists all)", file=out)
