@@ -129,7 +129,9 @@ def render_text(data: dict[str, Any], out: TextIO) -> None:
     flags = launch.get("flags") or {}
     if flags:
         print(("WARNING:   " if flags.get("warning") else "flags:     ") + flags["reason"], file=out)
-    print(f"health:    {launch['health_url']}  models: {launch['models_url']}", file=out)
+    health = launch["health_url"] or "none (nothing listens on this rank's engine port)"
+    models = launch["models_url"] or "none (no API on this rank)"
+    print(f"health:    {health}  models: {models}", file=out)
 
 
 def _serves(rank: dict[str, Any]) -> str:
