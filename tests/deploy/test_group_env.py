@@ -141,10 +141,38 @@ def test_aim_engine_plan_spreads_the_model_over_every_node_and_gpu_the_manifest_
     and AIM_GPU_COUNT stand in for the device plugin. The group plan uses every node and every GPU
     of each: 405B in bf16 fits no single MI250 node."""
     run_env = {**env, "AIM_GPU_MODEL": "MI250", "AIM_GPU_COUNT": str(gpus), "PATH": os.environ.get("PATH", ""),
-               "HOME": os.environ.get("HOME", "/tmp"), "AIM_LOG_LEVEL": "error"}
+               "HOME": os.environ.get("HOME", "/tmp"), "AIM_LOG_LEVEL": "error",
+               **{k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}}
     done = subprocess.run([sys.executable, "-m", "aim_engine", "plan", "--json"], env=run_env, cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    plan = json.loads(done.stdout)["plan"]
+    out = json.loads(done.stdout)
+    plan, launch = out["plan"], out["launch"]
     assert (plan["nodes"], plan["gpus_per_node"], plan["gpus_used"]) == (nodes, gpus, nodes * gpus)
     assert plan["tensor_parallel"] * plan["pipeline_parallel"] * plan.get("data_parallel", 1) == nodes * gpus
+    # This rank's own command: the leader serves the API, a worker does not; peers reach it at POD_IP.
+    assert (launch["role"], launch["serves_api"]) == (role, role == "leader")
+    assert launch["env"]["VLLM_HOST_IP"] == POD_IPS[role]
+    argv = launch["argv"]
+    if source == "KServe":
+        # Ray, as KServe's own multi-node runtime: the head's prelude starts Ray, a worker joins it.
+        assert launch["backend"]["name"] == "ray"
+        if role == "leader":
+            assert launch["prelude"][0][:3] == ["ray", "start", "--head"]
+            assert argv[argv.index("--distributed-executor-backend") + 1] == "ray"
+        else:
+            assert argv[:2] == ["ray", "start"] and "--block" in argv
+            assert f"--address={leader}:{launch_ray_port(launch)}" in argv
+    else:
+        # vLLM's own multi-node runtime: one rank per pod, the leader's pod address from LWS.
+        assert launch["backend"]["name"] == "native"
+        assert argv[argv.index("--nnodes") + 1] == str(nodes)
+        assert argv[argv.index("--node-rank") + 1] == env["LWS_WORKER_INDEX"]
+        assert argv[argv.index("--master-addr") + 1] == leader
+        assert ("--headless" in argv) == (role == "worker")
+
+
+def launch_ray_port(launch):
+    """The Ray head's port, as the head's prelude says it (`ray start --head --port=N`)."""
+    head = [a for cmd in launch["prelude"] for a in cmd if a.startswith("--port=")]
+    return head[0].split("=", 1)[1] if head else "6379"
