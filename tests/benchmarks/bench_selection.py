@@ -8,6 +8,11 @@
    Target: under 50 ms.
 2. `aim-engine plan` as a whole process (detect + catalog load + select + render) against
    `python -c pass`. Target: under 6x.
+3. Planning with a topology (issue 14): `select()` in-process on the shipped catalog for a group of
+   two 8-GPU nodes next to the same model on one node: DeepSeek-R1 on MI300X (SGLang, the group
+   plan from the catalog's 2x8_gpu config, with the "fits on fewer nodes" check) and
+   Llama-3.1-405B on MI250 (vLLM, TP 8 x PP 2; on one node it is an error, timed as such).
+   Target: no more than single-node planning (ratio of medians within 1.1, the timer's noise).
 """
 
 from __future__ import annotations
@@ -122,5 +127,53 @@ def bench_plan_process() -> Result:
                   f"median of 7: plan {plan * 1000:.0f} ms, python {base * 1000:.0f} ms", met=ratio < 6)
 
 
+def _median_select(settings, hardware, catalog, runs: int = 200) -> tuple[float, object]:
+    from aim_engine.errors import AimError
+    from aim_engine.planner.select import select
+
+    def once():
+        try:
+            return select(settings, hardware, catalog)
+        except AimError as exc:
+            return exc
+
+    once()                                       # warm imports, lazy tables, parsed recipes
+    times, result = [], None
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = once()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def bench_group_planning() -> list[Result]:
+    from dataclasses import replace
+
+    from aim_engine.catalog import Catalog
+    from aim_engine.hardware.group import Group
+    from aim_engine.hardware.types import Cpu, Device, Hardware
+
+    catalog = Catalog.load(_settings({}))
+    group = Group(nodes=2, rank=0, leader_address="10.0.0.1", source="AIM_*")
+    results = []
+    for model, gpu, gib, engine in (("deepseek-r1", "MI300X", 192, "sglang"),
+                                    ("llama-3.1-405b-instruct", "MI250", 64, "vllm")):
+        gfx = {"MI300X": "gfx942", "MI250": "gfx90a"}[gpu]
+        one = Hardware(source="override", cpu=Cpu("bench", 2, 64 << 30), devices=tuple(
+            Device(index=i, model=gpu, gfx=gfx, memory_bytes=gib << 30) for i in range(8)))
+        settings = _settings({"AIM_MODEL_ID": model, "AIM_ENGINE": engine})
+        single, single_plan = _median_select(settings, one, catalog)
+        grouped, plan = _median_select(settings, replace(one, group=group), catalog)
+        ratio = grouped / single
+        single_what = (f"TP {single_plan.tensor_parallel}" if hasattr(single_plan, "tensor_parallel")
+                       else "error: fits no node")
+        results.append(Result(
+            f"planning with a topology: {model} on 2 x 8 {gpu} ({engine}) vs one node", f"{ratio:.2f}×", "≤ 1.1×",
+            f"median of 200 in-process: group {grouped * 1000:.2f} ms (TP {plan.tensor_parallel} x PP "
+            f"{plan.pipeline_parallel}, {plan.recipe.recipe_id}), one node {single * 1000:.2f} ms ({single_what})",
+            met=ratio <= 1.1))
+    return results
+
+
 def run() -> list[Result]:
-    return [bench_select(), bench_plan_process()]
+    return [bench_select(), bench_plan_process(), *bench_group_planning()]

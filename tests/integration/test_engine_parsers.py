@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +75,11 @@ def _number(value: str) -> int | float:
 
 
 def expected_from_recipe(engine: str, recipe: Recipe, config: ServeConfig, pre_quantized: bool,
-                         served_name: str) -> dict[str, Any]:
-    """What the real parser must hold after parsing the rendered recipe config."""
+                         served_name: str, tp: int | None = None) -> dict[str, Any]:
+    """What the real parser must hold after parsing the rendered recipe config (`tp`: the
+    group-wide tensor-parallel size of a multi-node config, else the config's GPU count)."""
     dest = DEST[engine]
-    want: dict[str, Any] = {dest["tp"]: config.gpus, dest["host"]: "0.0.0.0", dest["port"]: PORT,
+    want: dict[str, Any] = {dest["tp"]: tp or config.gpus, dest["host"]: "0.0.0.0", dest["port"]: PORT,
                             dest["model"]: MODEL_PATH,
                             dest["name"]: [served_name] if engine == "vllm" else served_name}
     for key, value in config.args.items():
@@ -125,14 +126,19 @@ def catalog_cases() -> tuple[list[Case], str]:
     for recipe in catalog.recipes:
         the_model = catalog.find_model(recipe.model_id)
         for config in recipe.configs:
-            case_id = f"{recipe.recipe_id}-{config.engine}-{config.gpus}gpu"
+            case_id = f"{recipe.recipe_id}-{config.engine}-{config.name.removesuffix('_gpu')}gpu"
             if the_model is None:
                 cases.append(Case(case_id, config.engine, None, {}, launch_error=f"model {recipe.model_id} not in catalog"))
                 continue
             variant = the_model.checkpoint(recipe.huggingface_id)
             pre_quantized = bool(variant is not None and variant.quantization)
             the_plan = plan_for(the_model, recipe, config)
-            expect = expected_from_recipe(config.engine, recipe, config, pre_quantized, the_plan.served_model_name)
+            tp = None
+            if config.nodes > 1:      # a group config (MxN_gpu): its args' group-wide TP x PP, one rank's argv
+                tp, pp = (int(config.args.get(flag) or 1) for flag in ("--tensor-parallel-size",
+                                                                        "--pipeline-parallel-size"))
+                the_plan = replace(the_plan, tensor_parallel=tp, pipeline_parallel=pp, gpus_used=tp * pp)
+            expect = expected_from_recipe(config.engine, recipe, config, pre_quantized, the_plan.served_model_name, tp)
             cases.append(Case(case_id, config.engine, the_plan, expect))
     return cases, "" if cases else "the shipped catalog has no recipes"
 

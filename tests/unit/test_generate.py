@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from aim_engine.catalog import Catalog, paths
-from aim_engine.catalog.types import Attention, Model, Moe, Variant
+from aim_engine.catalog.types import Attention, Model, Moe, Variant, config_shape
 from aim_engine.errors import AimError
 from aim_engine.hardware import gpus
 from aim_engine.planner import generate, memory
@@ -217,13 +217,37 @@ def test_every_model_gets_recipes_and_every_generated_config_fits():
             for name, config in gen.doc[section].items():
                 args = config["args"]
                 tp = int(args.get("--tensor-parallel-size", "1"))
-                assert name == f"{tp}_gpu" and memory.tp_legal(model, tp) is None
+                pp = int(args.get("--pipeline-parallel-size", "1"))
+                nodes, per_node = config_shape(name)
+                assert tp * pp == nodes * per_node and memory.parallel_legal(model, tp, pp) is None
+                assert nodes == 1 or not any(n.endswith("_gpu") and "x" not in n for n in gen.doc[section]), \
+                    f"{gen.recipe_id}: group configs are written only when no single node fits"
                 fit = memory.check_fit(model, gen.doc["precision"], TABLE[gen.doc["hardware"]].memory_bytes, tp,
                                        int(args["--max-context-len"]), int(args["--max-batch-size"]),
                                        args.get("--kv-cache-dtype") if section == "vllm_serve" else None,
                                        float(args["--gpu-memory-utilization"]),
-                                       checkpoint=gen.doc["huggingface_id"])
+                                       checkpoint=gen.doc["huggingface_id"], pp=pp)
                 assert fit.fits, f"{gen.recipe_id} {section}.{name}: {fit.explanation}"
+
+
+def test_a_model_that_fits_no_node_gets_group_configs_split_per_engine():
+    """Llama-3.1-405B bf16 on MI250 (64 GiB GCDs): no count of 1-8 GCDs holds its weights, so
+    the generator writes a 2x8_gpu config, split as vLLM runs a group (TP per node x PP nodes)."""
+    from aim_engine.planner import across_nodes
+
+    model = next(m for m in _shipped_models() if m.slug == "llama-3.1-405b-instruct")
+    gpu = TABLE["MI250"]
+    option = next(o for o in generate.options(model, gpu) if o.precision == "bf16")
+    assert all(size_config(model, option, gpu.memory_bytes, n) is None for n in generate.GPU_COUNTS)
+    doc = generate.generate_recipe(model, gpu, option)
+    [(name, config)] = doc["vllm_serve"].items()
+    split = across_nodes.split("vllm", 2, 8)
+    assert name == "2x8_gpu" and "sglang_serve" not in doc
+    assert (config["args"]["--tensor-parallel-size"], config["args"]["--pipeline-parallel-size"]) == \
+        (str(split.tp), str(split.pp))
+    sized = size_config(model, option, gpu.memory_bytes, split.tp, "vllm", split.pp)
+    assert config["args"]["--max-context-len"] == str(sized.context)
+    assert config["args"]["--max-batch-size"] == str(sized.batch)
 
 
 # ------------------------------------------------------------------------------ file edge

@@ -121,7 +121,7 @@ def test_group_uses_every_node_and_warns_when_fewer_would_do():
     one_node = recipe(SMALL, "MI300X", gpus_list=(8,), engines=("vllm",))
     plan = select(settings(AIM_MODEL_ID="test8b"), hw, catalog_of([SMALL], [one_node]))
     assert plan.nodes == 2 and plan.gpus_used == 16
-    assert any(r.recipe_id == one_node.recipe_id and "runs on one node; the group of 2 nodes (AIM_*) is used whole"
+    assert any(r.recipe_id == one_node.recipe_id and "a one-node config; the group of 2 nodes (AIM_*) is used whole"
                in r.reason for r in plan.rejected)
     [warning] = plan.warnings
     assert warning.startswith("the model would fit on 1 node of this group")

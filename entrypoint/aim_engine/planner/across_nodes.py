@@ -90,12 +90,14 @@ def fewer_nodes(model: "Model", precision: str, memory_bytes: int, engine: str, 
         if memory.parallel_legal(model, s.tp, s.pp) is not None:
             continue
         try:
+            if not memory.fits(model, precision, memory_bytes, s.tp, context, batch, kv_cache_dtype, utilization,
+                               checkpoint=checkpoint, pp=s.pp):
+                continue
             fit = memory.check_fit(model, precision, memory_bytes, s.tp, context, batch, kv_cache_dtype,
                                    utilization, checkpoint=checkpoint, pp=s.pp)
         except ValueError:
             return None
-        if fit.fits:
-            return Fewer(n, s, fit)
+        return Fewer(n, s, fit)
     return None
 
 

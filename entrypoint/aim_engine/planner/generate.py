@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from aim_engine.catalog.loader import SERVE_SECTIONS
+from aim_engine.catalog.types import config_name, config_shape
 from aim_engine.errors import AimError
 from aim_engine.planner import memory
 # The sizing policy and its vocabulary live in sizing.py (shared with synthesize.py); re-exported
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 # ----------------------------------------------------------------------------- the matrix
 TARGETS: tuple[str, ...] = ("MI300X", "MI325X", "MI355X", "MI250")
 GPU_COUNTS: tuple[int, ...] = (1, 2, 4, 8)
+# Groups of nodes (nodes, GPUs per node), tried only when no count of GPU_COUNTS fits one node:
+# a model that fits no single node of a target gets `2x8_gpu` configs (docs/multinode.md).
+GROUP_SHAPES: tuple[tuple[int, int], ...] = ((2, 8),)
 ENGINES: tuple[tuple[str, str], ...] = tuple((engine, section) for section, engine in SERVE_SECTIONS.items())
 # Which engines and precisions a target runs is the capability table's (hardware/gpus.yaml
 # `gfx:`): MI250 recipes carry vLLM configs only and no MXFP4 ("mixed") recipes.
@@ -96,7 +100,7 @@ class Layout:
         for _engine, section in ENGINES:
             if isinstance(out.get(section), dict):
                 configs = {}
-                for name, config in sorted(out[section].items(), key=lambda kv: int(kv[0].split("_")[0])):
+                for name, config in sorted(out[section].items(), key=lambda kv: config_shape(kv[0])):
                     config = self._ordered(config, self.config_keys)
                     if isinstance(config.get("args"), dict):
                         config["args"] = self._ordered(config["args"], self.arg_keys)
@@ -148,17 +152,21 @@ def notes(fit: memory.Fit, batch: int, context: int) -> str:
 
 
 def generate_recipe(model: "Model", gpu: "GpuSpec", option: Option) -> dict[str, Any] | None:
-    """One recipe document (plain data in output key order), or None when no GPU count fits.
-    Each engine the GPU's architecture runs is sized on its own (its memory share differs)."""
+    """One recipe document (plain data in output key order), or None when no GPU count fits,
+    on one node or on a group (`GROUP_SHAPES`, tried only when no single node fits). Each engine
+    the GPU's architecture runs is sized on its own (its memory share differs)."""
     engines = [(engine, section) for engine, section in ENGINES if _capabilities(gpu).runs_engine(engine)]
-    configs: dict[str, dict[int, dict[str, Any]]] = {}
+    configs: dict[str, dict[str, dict[str, Any]]] = {}
     for engine, _section in engines:
         for n in GPU_COUNTS:
             if memory.tp_legal(model, n) is not None:
                 continue
             sized = size_config(model, option, gpu.memory_bytes, n, engine)
             if sized is not None:
-                configs.setdefault(engine, {})[n] = config_args(model, option, n, sized.context, sized.batch, engine)
+                configs.setdefault(engine, {})[config_name(n)] = config_args(model, option, n, sized.context,
+                                                                             sized.batch, engine)
+    if not configs:
+        configs = _group_configs(model, gpu, option, [engine for engine, _section in engines])
     if not configs:
         return None
     doc: dict[str, Any] = {
@@ -172,9 +180,31 @@ def generate_recipe(model: "Model", gpu: "GpuSpec", option: Option) -> dict[str,
     }
     for engine, section in engines:
         if configs.get(engine):
-            doc[section] = {f"{n}_gpu": {"enabled": True, "args": _for_engine(engine, args)}
-                            for n, args in configs[engine].items()}
+            doc[section] = {name: {"enabled": True, "args": _for_engine(engine, args)}
+                            for name, args in configs[engine].items()}
     return doc
+
+
+def _group_configs(model: "Model", gpu: "GpuSpec", option: Option,
+                   engines: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """`MxN_gpu` configs for a model that fits no single node: each engine's split of the group
+    (`across_nodes.split`: vLLM TP within a node × PP across nodes, SGLang TP over all GPUs),
+    sized by the same policy with the pipeline stages; the first shape that fits is written."""
+    from aim_engine.planner import across_nodes
+
+    for nodes, per_node in GROUP_SHAPES:
+        configs: dict[str, dict[str, dict[str, Any]]] = {}
+        for engine in engines:
+            split = across_nodes.split(engine, nodes, per_node)
+            if memory.parallel_legal(model, split.tp, split.pp) is not None:
+                continue
+            sized = size_config(model, option, gpu.memory_bytes, split.tp, engine, split.pp)
+            if sized is not None:
+                configs.setdefault(engine, {})[config_name(per_node, nodes)] = config_args(
+                    model, option, split.tp, sized.context, sized.batch, engine, split.pp)
+        if configs:
+            return configs
+    return {}
 
 
 def _for_engine(engine: str, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -295,12 +325,12 @@ def _annotate(gen: Generated, models: Mapping[str, "Model"], gpus_by_name: Mappi
     memory_bytes = gpus_by_name[recipe.hardware].memory_bytes if recipe.hardware in gpus_by_name \
         else fit_checks.gpu_memory_bytes(recipe.hardware)
     for config in recipe.configs:
-        section, name = dict(ENGINES)[config.engine], f"{config.gpus}_gpu"
+        section, name = dict(ENGINES)[config.engine], config.name
         target = doc[section][name]
         if not config.enabled:
             continue
         judged = fit_checks.config_fit(model, recipe, config, memory_bytes)
-        reason = memory.tp_legal(model, judged[0].tp) if judged else None
+        reason = memory.parallel_legal(model, judged[0].tp, judged[0].pp) if judged else None
         if reason is not None or judged is None or not judged[1].fits:
             why = reason or (judged[1].explanation if judged else "its args cannot be read")
             raise AimError(f"recipe {gen.recipe_id} {section}.{name} is not servable after its override: {why}",

@@ -100,7 +100,7 @@ def classify(recipes: Iterable[Any], catalog: Any, hardware: Any, include_all: b
                 problem = (f"needs {config.nodes} nodes × {config.gpus} GPUs; this node "
                            + (f"is in a group of {hardware.group.nodes}" if hardware.group.is_multi_node
                               else "is not in a group") if config.nodes > 1 else
-                           f"one node's config; the group of {hardware.group.nodes} nodes is used whole")
+                           f"a one-node config; the group of {hardware.group.nodes} nodes is used whole")
             elif config.gpus > hardware.gpu_count:
                 problem = f"needs {config.gpus} GPUs, {hardware.gpu_count} visible"
             else:

@@ -308,6 +308,14 @@ def _fits(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, cont
     return w_total / (gpus * pp) + kv + ovh <= gpu_memory_bytes * gpu_memory_utilization
 
 
+def fits(model: "Model", precision: str, gpu_memory_bytes: int, gpus: int, context: int, batch: int,
+         kv_cache_dtype: str | None = None, gpu_memory_utilization: float = DEFAULT_UTILIZATION,
+         *, checkpoint: str | None = None, pp: int = 1) -> bool:
+    """`check_fit(...).fits` without the explanation (for callers that ask many times)."""
+    return _fits(model, precision, gpu_memory_bytes, gpus, context, batch, kv_cache_dtype, gpu_memory_utilization,
+                 checkpoint, pp)
+
+
 def _largest(lo_ok: int, hi: int, ok) -> int:
     """Largest n in [lo_ok, hi] with ok(n), given ok is monotone decreasing and ok(lo_ok)."""
     lo = lo_ok

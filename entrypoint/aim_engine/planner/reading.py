@@ -75,6 +75,11 @@ def _share(value: Any) -> float | None:
     return number if math.isfinite(number) and 0 < number <= 1 else None
 
 
+_PARSERS = ((ra.TENSOR_PARALLEL, _positive), (ra.DATA_PARALLEL, _positive), (ra.PIPELINE_PARALLEL, _positive),
+            (ra.CONTEXT, _positive), (ra.BATCH, _positive), (ra.UTILIZATION, _share))
+_KEYS = (*(key for key, _parse in _PARSERS), ra.KV_CACHE_DTYPE)
+
+
 def read(model: "Model", config: "ServeConfig", memory_bytes: int | None = None,
          overrides: Mapping[str, Any] | None = None) -> ConfigReading | Unreadable:
     """The config's reading (AIM_ENGINE_ARGS `overrides` over its args), or the first value that
@@ -82,14 +87,14 @@ def read(model: "Model", config: "ServeConfig", memory_bytes: int | None = None,
     engine = config.engine
     keys: dict[str, str | None] = {}
     values: dict[str, Any] = {}
-    for key, parse in ((ra.TENSOR_PARALLEL, _positive), (ra.DATA_PARALLEL, _positive),
-                       (ra.PIPELINE_PARALLEL, _positive), (ra.CONTEXT, _positive),
-                       (ra.BATCH, _positive), (ra.UTILIZATION, _share)):
-        # AIM_ENGINE_ARGS applies to whichever engine is chosen: any engine's spelling counts
-        # (the adapter refuses one the chosen engine lacks), so the fit check never misses it.
-        origin, (written, raw) = "AIM_ENGINE_ARGS", ra.lookup(overrides or {}, key)
+    # AIM_ENGINE_ARGS applies to whichever engine is chosen: any engine's spelling counts (the
+    # adapter refuses one the chosen engine lacks), so the fit check never misses it.
+    forced = ra.lookup_all(overrides, _KEYS) if overrides else {}
+    written_in = ra.lookup_all(config.args, _KEYS, engine)
+    for key, parse in _PARSERS:
+        origin, (written, raw) = "AIM_ENGINE_ARGS", forced.get(key, (None, None))
         if written is None:
-            origin, (written, raw) = "recipe", ra.lookup(config.args, key, engine)
+            origin, (written, raw) = "recipe", written_in[key]
         keys[key] = written
         if written is None:
             values[key] = None
@@ -97,9 +102,9 @@ def read(model: "Model", config: "ServeConfig", memory_bytes: int | None = None,
         values[key] = parse(raw)
         if values[key] is None:
             return Unreadable(key, written, raw, origin)
-    written, kv = ra.lookup(overrides or {}, ra.KV_CACHE_DTYPE)
+    written, kv = forced.get(ra.KV_CACHE_DTYPE, (None, None))
     if written is None:
-        written, kv = ra.lookup(config.args, ra.KV_CACHE_DTYPE, engine)
+        written, kv = written_in[ra.KV_CACHE_DTYPE]
     keys[ra.KV_CACHE_DTYPE] = written
     return ConfigReading(
         tp=values[ra.TENSOR_PARALLEL] or 1,

@@ -266,10 +266,14 @@ def evaluate(recipes: Iterable[Recipe], model: Model, settings: "Settings", hard
             if engine in missing:
                 _reject(rejected, rid, config, missing[engine])
                 continue
-            if config.nodes > 1 and config.nodes != group.nodes:
-                _reject(rejected, rid, config, f"needs a group of {config.nodes} nodes × {n} GPUs; " +
-                        (f"this group has {group.nodes} nodes ({group.source})" if group.is_multi_node
-                         else "this node is not in a group (AIM_NODE_COUNT, docs/multinode.md)"))
+            if config.nodes != group.nodes:
+                if config.nodes == 1:   # a group deployed on purpose is used whole (docs/selection.md)
+                    why = f"a one-node config; the group of {group.nodes} nodes ({group.source}) is used whole"
+                else:
+                    why = f"needs a group of {config.nodes} nodes × {n} GPUs; " + (
+                        f"this group has {group.nodes} nodes ({group.source})" if group.is_multi_node
+                        else "this node is not in a group (AIM_NODE_COUNT, docs/multinode.md)")
+                _reject(rejected, rid, config, why)
                 continue
             if n > visible:
                 source = " (AIM_GPU_COUNT)" if settings.gpu_count is not None else ""
@@ -627,8 +631,6 @@ def choose(source: ModelSource, settings: "Settings", hardware: "Hardware", reci
     variant_id = source.variant.huggingface_id if source.variant else None
     candidates, rejected = evaluate(recipes, source.model, settings, hardware, variant_id, inventory)
     in_group = hardware.group.is_multi_node
-    if in_group:
-        candidates = _group_only(candidates, rejected, hardware)
     if not candidates and pinned is None:
         # The model is not in the catalog, nothing in the catalog is written for this GPU
         # family (or this group), or no catalog recipe runs here (too big, an override rules
@@ -679,21 +681,6 @@ def choose(source: ModelSource, settings: "Settings", hardware: "Hardware", reci
         )
     candidates.sort(key=lambda c: _rank(c, settings))
     return _with_engine(_finish(source, candidates[0], settings, hardware, rejected, candidates, reasons), inventory)
-
-
-def _group_only(candidates: list[Candidate], rejected: list[Rejection], hardware: "Hardware") -> list[Candidate]:
-    """A group deployed on purpose is used whole: the configs for all its nodes stay candidates;
-    single-node configs that would run are rejected, saying so (docs/selection.md)."""
-    group = hardware.group
-    kept = []
-    for c in candidates:
-        if c.config.nodes == group.nodes:
-            kept.append(c)
-        else:
-            rejected.append(Rejection(c.recipe.recipe_id, c.config.engine, c.config.gpus,
-                                      f"runs on one node; the group of {group.nodes} nodes ({group.source}) is used "
-                                      "whole", c.config.nodes))
-    return kept
 
 
 def _group_error(source: ModelSource, settings: "Settings", hardware: "Hardware",
