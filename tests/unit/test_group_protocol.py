@@ -222,3 +222,33 @@ def test_the_leader_waits_for_every_ray_node_and_times_out_naming_the_numbers(tm
     assert peers.wait_for_ray(SimpleNamespace(env={}), count=lambda: next(counts)) == 3
     with pytest.raises(PeerError, match=r"the Ray cluster has 2 node\(s\) of 3 after 30 s \(AIM_PEER_TIMEOUT\)"):
         peers.wait_for_ray(SimpleNamespace(env={}), count=lambda: 2)
+
+
+def test_a_hung_engine_and_its_children_are_killed_after_the_grace(monkeypatch):
+    """A real process that ignores SIGTERM, with a child: both are gone after KILL_AFTER_S."""
+    import subprocess
+    import time
+
+    monkeypatch.setattr(protocol, "KILL_AFTER_S", 0.5)
+    code = ("import signal, subprocess, sys, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'])\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(60)\n")
+    engine = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = int(engine.stdout.readline())
+    assert protocol.descendants(engine.pid) == [child]
+    protocol.end_process(engine.pid, lambda: engine.poll() is None)
+    assert engine.wait(20) == -9
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{child}/stat", "rb") as handle:
+                if handle.read().split(b") ")[1][:1] in (b"Z", b"X"):
+                    break
+        except OSError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the engine's child outlived it")

@@ -330,9 +330,38 @@ def end_process(pid: int, alive: Callable[[], bool], log: Any = None, reason: st
             if not alive():
                 return
             time.sleep(0.2)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+        # A hung engine (vLLM with a dead pipeline stage does hang): its whole process tree goes,
+        # children first, so none is left behind where the engine is not a container's PID 1.
+        if log is not None:
+            log.error("the engine did not end after SIGTERM: SIGKILL to its process tree", pid=pid,
+                      after_s=KILL_AFTER_S)
+        for victim in [*descendants(pid), pid]:
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except OSError:
+                pass
 
     threading.Thread(target=run, name="group-end", daemon=True).start()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc/<pid>/task/*/children), deepest last."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as handle:
+                    children = [int(c) for c in handle.read().split()]
+            except (OSError, ValueError):
+                continue
+            for child in children:
+                if child not in found and child != os.getpid():
+                    found.append(child)
+                    todo.append(child)
+    return found
