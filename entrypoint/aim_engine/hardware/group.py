@@ -136,7 +136,8 @@ def resolve(settings: Any, network: Any = None) -> Group:
         leader = _host("LWS_LEADER_ADDRESS", env.get("LWS_LEADER_ADDRESS"), problems)
         for name in LWS:
             if name not in env:
-                problems.append(f"{name} is not set but {', '.join(lws)} is: LeaderWorkerSet sets all three on every pod")
+                problems.append(f"{name} is not set but {', '.join(lws)} {'are' if len(lws) > 1 else 'is'}: "
+                                "LeaderWorkerSet sets all three on every pod")
     elif kserve:
         source = "KServe"
         nodes = _whole(env, "RAY_NODE_COUNT", 1, 64, problems)
@@ -174,7 +175,7 @@ def resolve(settings: Any, network: Any = None) -> Group:
     elif rank >= nodes and not rank_from_leader:
         problems.append(f"{rank_name}={rank} is not below {count_name}={nodes}: ranks run from 0 (the leader) "
                         f"to {nodes - 1}")
-    if nodes > 1 and rank != 0 and not leader:
+    if nodes > 1 and 0 < rank < nodes and not leader and "LWS_LEADER_ADDRESS" not in " ".join(problems):
         problems.append(f"AIM_LEADER_ADDRESS is not set: worker rank {rank} of {nodes} must know where the leader "
                         "(rank 0) is (set AIM_LEADER_ADDRESS, or run under LeaderWorkerSet or KServe)")
     backend = getattr(settings, "multinode_backend", "auto")
