@@ -121,11 +121,20 @@ def test_a_worker_whose_leader_never_comes_ends_naming_address_port_and_timeout(
     assert "the leader never came" in text and f"http://127.0.0.1:{nobody}" in text and "within 4 s (AIM_PEER_TIMEOUT)" in text
 
 
-@pytest.mark.parametrize("case", ["other model", "other size"])
+@pytest.mark.parametrize("case", ["other model", "other size", "same rank"])
 def test_a_worker_of_another_group_is_refused_on_both_sides(tmp_path, fake_bin, models, agents, case):
-    leader = _leader(tmp_path, fake_bin, models[0], agents)
+    nodes = {"AIM_NODE_COUNT": "3"} if case == "same rank" else {}
+    leader = _leader(tmp_path, fake_bin, models[0], agents, **nodes)
     leader.wait_phase("waiting_for_workers", timeout=60)
-    if case == "other model":
+    if case == "same rank":
+        first = _worker(tmp_path, fake_bin, models[0], leader, agents, **nodes)
+        wait_until(lambda: [m["rank"] for m in leader.status()["group"]["joined"]] == [1], 60, 0.2, "rank 1 joined")
+        worker = start_agent(tmp_path / "second", _env(fake_bin, models[0], 1, leader.health_port,
+                                                         AIM_NODE_ADDRESS="127.0.0.2", **nodes))
+        agents.append(worker)
+        said = "rank 1 has already joined from 127.0.0.1"
+        assert first.status()["group"]["joined"]
+    elif case == "other model":
         worker = _worker(tmp_path, fake_bin, models[1], leader, agents)
         said = "the worker's plan differs from the leader's"
     else:

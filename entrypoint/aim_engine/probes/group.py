@@ -152,10 +152,10 @@ class Roster:
                 return self._reject(request, what, now)
             held_by = self.members.get(rank)
             if held_by is not None and held_by.instance != instance:
-                if held_by.address != address:
+                if (held_by.address, held_by.hostname) != (address, _text(request.get("hostname"))):
                     return self._reject(request, f"rank {rank} has already joined from {held_by.address} "
                                                  f"(host {held_by.hostname}): two workers claim the same rank", now)
-                # The same node again (its container restarted): the new boot replaces the old one.
+                # The same node (address and host name) again: its container restarted, the new boot replaces the old.
             if leader_phase in ("engine_starting", "ready") and (held_by is None or held_by.instance != instance):
                 return self._reject(request, f"the leader's engine has already started without rank {rank}: "
                                              "the group must restart as a whole", now)
