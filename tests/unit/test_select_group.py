@@ -187,3 +187,32 @@ def test_a_group_of_one_node_is_a_single_node():
     hw = in_group(hardware("MI300X", 8), Group(nodes=1, source="AIM_*"))
     plan = select(settings(AIM_MODEL_ID="test8b"), hw, catalog_of([SMALL], [recipe(SMALL, "MI300X")]))
     assert (plan.nodes, plan.group, plan.gpus_per_node) == (1, None, None)
+
+
+# -------------------------------------------------------------- the deployment's TP x PP (KServe)
+
+
+def kserve_group(tp: int | None, pp: int | None) -> Group:
+    return Group(nodes=2, rank=0, leader_address="10.0.0.1", source="KServe", backend="ray",
+                 requested_tensor_parallel=tp, requested_pipeline_parallel=pp)
+
+
+def test_the_deployments_split_wins_when_it_covers_the_group():
+    hw = in_group(hardware("MI300X", 8), kserve_group(16, 1))        # vLLM's default would be TP 8 x PP 2
+    plan = select(settings(AIM_MODEL_ID="big", AIM_ENGINE="vllm"), hw, catalog_of([BIG]))
+    assert (plan.tensor_parallel, plan.pipeline_parallel, plan.gpus_used) == (16, 1, 16)
+    assert any("as the deployment asks (TENSOR_PARALLEL_SIZE=16, PIPELINE_PARALLEL_SIZE=1" in r for r in plan.reasons)
+    written = group_recipe(BIG, "MI300X", "vllm", nodes=2, per_node=8, tp=8, pp=2)
+    plan = select(settings(AIM_MODEL_ID="big", AIM_ENGINE="vllm"), hw, catalog_of([BIG], [written]))
+    assert plan.synthesized and plan.tensor_parallel == 16
+    [why] = [r for r in plan.rejected if r.recipe_id == written.recipe_id]
+    assert why.reason == ("the deployment asks TP 16 (TENSOR_PARALLEL_SIZE, PIPELINE_PARALLEL_SIZE); "
+                          "this config is TP 8 x PP 2")
+
+
+def test_a_deployment_split_that_does_not_cover_the_group_is_a_warning():
+    hw = in_group(hardware("MI300X", 8), kserve_group(1, 1))          # the runtime's defaults
+    plan = select(settings(AIM_MODEL_ID="big", AIM_ENGINE="vllm"), hw, catalog_of([BIG]))
+    assert (plan.tensor_parallel, plan.pipeline_parallel) == (8, 2)
+    assert any("asks TENSOR_PARALLEL_SIZE=1 x PIPELINE_PARALLEL_SIZE=1 = 1 GPUs, but the group has 2 nodes x 8 GPUs"
+               in w for w in plan.warnings)

@@ -59,6 +59,31 @@ def split(engine: str, nodes: int, per_node: int) -> Split:
     return Split(per_node, nodes) if across == "pipeline" else Split(per_node * nodes, 1)
 
 
+def asked(hardware: "Hardware") -> Split | None:
+    """The split the deployment asks for (KServe's TENSOR_PARALLEL_SIZE × PIPELINE_PARALLEL_SIZE,
+    `Group.requested_*`), when it covers exactly the group's GPUs (nodes × this node's); None
+    when nothing is asked or the ask does not match the group (then `ask_mismatch` says so)."""
+    group = hardware.group
+    tp = getattr(group, "requested_tensor_parallel", None)
+    pp = getattr(group, "requested_pipeline_parallel", None)
+    if tp is None and pp is None:
+        return None
+    split = Split(tp or 1, pp or 1)
+    return split if split.gpus == group.nodes * hardware.gpu_count else None
+
+
+def ask_mismatch(hardware: "Hardware") -> str | None:
+    """Why the deployment's TP × PP was not used (it does not cover the group's GPUs), or None."""
+    group = hardware.group
+    tp = getattr(group, "requested_tensor_parallel", None)
+    pp = getattr(group, "requested_pipeline_parallel", None)
+    if (tp is None and pp is None) or asked(hardware) is not None:
+        return None
+    return (f"the deployment asks TENSOR_PARALLEL_SIZE={tp or 1} x PIPELINE_PARALLEL_SIZE={pp or 1} = "
+            f"{(tp or 1) * (pp or 1)} GPUs, but the group has {group.nodes} nodes x {hardware.gpu_count} GPUs = "
+            f"{group.nodes * hardware.gpu_count}: planned with the engine's own split instead")
+
+
 def why_split(engine: str) -> str:
     return SPLITS.get(engine, SPLITS["vllm"])[1]
 

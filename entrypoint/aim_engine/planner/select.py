@@ -231,6 +231,11 @@ def evaluate(recipes: Iterable[Recipe], model: Model, settings: "Settings", hard
     visible = hardware.gpu_count
     memory_bytes = hardware.memory_per_gpu_bytes
     group = hardware.group
+    ask = None
+    if group.is_multi_node:
+        from aim_engine.planner import across_nodes
+
+        ask = across_nodes.asked(hardware)
     candidates: list[Candidate] = []
     rejected: list[Rejection] = []
     fits: dict[tuple, memory.Fit] = {}     # check_fit is pure: one call per distinct sizing
@@ -290,6 +295,10 @@ def evaluate(recipes: Iterable[Recipe], model: Model, settings: "Settings", hard
                 pipeline = f" x pipeline parallel {reading.pp}" if reading.pp > 1 else ""
                 _reject(rejected, rid, config, f"args: tensor parallel {tp}{pipeline} x data parallel {reading.dp} "
                         f"is not the {config.total_gpus} GPUs of {config.name}")
+                continue
+            if ask is not None and (tp, reading.pp) != (ask.tp, ask.pp):
+                _reject(rejected, rid, config, f"the deployment asks {ask.describe()} (TENSOR_PARALLEL_SIZE, "
+                        f"PIPELINE_PARALLEL_SIZE); this config is TP {tp} x PP {reading.pp}")
                 continue
             if kv is not None and not caps.kv_cache_dtype_ok(kv):
                 _reject(rejected, rid, config, f"KV cache: {hardware.gfx} cannot use --kv-cache-dtype {kv} "
@@ -531,7 +540,11 @@ def _group_reasons(candidate: Candidate, settings: "Settings", hardware: "Hardwa
     recipe, config, reading = candidate.recipe, candidate.config, candidate.reading
     group = hardware.group
     default = across_nodes.split(config.engine, config.nodes, per_node)
-    if recipe.synthesized:
+    ask = across_nodes.asked(hardware)
+    if ask is not None:
+        how = (f"as the deployment asks (TENSOR_PARALLEL_SIZE={ask.tp}, PIPELINE_PARALLEL_SIZE={ask.pp}; "
+               f"the engine's default: {default.describe()})")
+    elif recipe.synthesized:
         how = across_nodes.why_split(config.engine)
     elif (reading.tp, reading.pp) == (default.tp, default.pp):
         how = f"as recipe {recipe.recipe_id}'s {config.name} config writes it ({across_nodes.why_split(config.engine)})"
@@ -553,12 +566,15 @@ def _group_warnings(source: ModelSource, candidate: Candidate, hardware: "Hardwa
     from aim_engine.planner import across_nodes
 
     recipe, config, reading = candidate.recipe, candidate.config, candidate.reading
+    mismatch = across_nodes.ask_mismatch(hardware)
+    out = [mismatch] if mismatch else []
     fewer = across_nodes.fewer_nodes(source.model, recipe.precision, hardware.memory_per_gpu_bytes, config.engine,
                                      config.gpus, config.nodes, reading.context, reading.batch,
                                      reading.kv_cache_dtype, reading.utilization)
-    if fewer is None:
-        return []
-    return [across_nodes.fewer_warning(fewer, config.nodes, reading.context, reading.batch, hardware.group.source)]
+    if fewer is not None:
+        out.append(across_nodes.fewer_warning(fewer, config.nodes, reading.context, reading.batch,
+                                              hardware.group.source))
+    return out
 
 
 def _cpu_plan(source: ModelSource, settings: "Settings", hardware: "Hardware", catalog_recipes: list[Recipe],

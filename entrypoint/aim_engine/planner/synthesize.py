@@ -144,12 +144,14 @@ def group_recipes(model: Model, hardware: "Hardware", checkpoint: str | None = N
     engines = [e for e in ENGINES if caps.runs_engine(e)]
     hw = hardware.gpu_model or hardware.gfx or "GPU"
     nodes, memory_bytes = hardware.group.nodes, hardware.memory_per_gpu_bytes
+    ask = across_nodes.asked(hardware)       # the deployment's TP x PP (KServe), when it covers the group
+    sizes = (hardware.gpu_count,) if ask is not None else tuple(n for n in TP_SIZES if n <= hardware.gpu_count)
     recipes = []
     for option in runnable(model, hardware, checkpoint, checkpoint_precision)[0]:
         configs = []
-        for per_node in (n for n in TP_SIZES if n <= hardware.gpu_count):
+        for per_node in sizes:
             for engine in engines:
-                split = across_nodes.split(engine, nodes, per_node)
+                split = ask or across_nodes.split(engine, nodes, per_node)
                 if memory.parallel_legal(model, split.tp, split.pp) is not None:
                     continue
                 context, batch = size(model, option, memory_bytes, split.tp, engine, split.pp)
