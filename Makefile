@@ -59,7 +59,7 @@ AIM_IMAGE_STORE ?= $(HOME)/.cache/aim-engine/image
 export AIM_IMAGE_STORE
 export CONTAINERS_STORAGE_CONF := $(abspath $(AIM_IMAGE_STORE))/storage.conf
 
-.PHONY: help venv engines vllm-env sglang-env parser-envs floors-env test-floors prometheus test test-suite test-image run bench image image-cpu \
+.PHONY: help venv engines vllm-env sglang-env parser-envs floors-env test-floors prometheus test test-suite test-image test-multinode run bench image image-cpu \
 	image-tools image-base clean
 
 help:
@@ -118,16 +118,25 @@ test-floors: floors-env
 prometheus:
 	@bash scripts/setup-prometheus.sh
 
-# The environments are independent: build them in parallel. Then the suite and the CPU image
-# test (build + run, minutes of mostly I/O) run side by side; the image test's output goes to a
-# log that is printed when it ends, so the suite's output stays readable.
+# The environments are independent: build them in parallel. Then the suite, the CPU image test
+# (build + run, minutes of mostly I/O) and the two-node tests (minutes of real vLLM boots) run
+# side by side; the image and two-node tests' output goes to logs printed when they end, so the
+# suite's output stays readable.
 test:
 	$(MAKE) -j4 venv vllm-env sglang-env prometheus floors-env $(PARSER_ENVS)
-	$(MAKE) -j2 --no-print-directory test-suite test-image
+	$(MAKE) -j3 --no-print-directory test-suite test-image test-multinode
 
 test-suite:
-	AIM_REQUIRE_ENGINES=1 $(VPY) -m pytest -n 2 $(PYTEST_ARGS) --ignore=tests/image tests
+	AIM_REQUIRE_ENGINES=1 $(VPY) -m pytest -n 2 $(PYTEST_ARGS) --ignore=tests/image --ignore=tests/multinode tests
 	$(MAKE) --no-print-directory test-floors
+
+# Two nodes on this machine (tests/multinode): two network namespaces (root; as root they are
+# required), the real vLLM CPU build split across them, alone and under two agents.
+test-multinode: venv
+	@mkdir -p .run; log=.run/test-multinode.log; echo "test-multinode: two-node vLLM runs (log: $$log)"; \
+	AIM_REQUIRE_ENGINES=1 $(VPY) -m pytest -p no:cacheprovider -v $(PYTEST_ARGS) tests/multinode > $$log 2>&1; rc=$$?; \
+	echo "---- test-multinode (exit $$rc) ----"; grep -E "PASSED|FAILED|ERROR|SKIPPED|passed|failed|error" $$log | tail -n 8; \
+	if [ $$rc -ne 0 ]; then tail -n 80 $$log; fi; exit $$rc
 
 test-image: venv image-base
 	@mkdir -p $(AIM_IMAGE_STORE); log=$(AIM_IMAGE_STORE)/test-image.log; \
