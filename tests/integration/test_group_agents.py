@@ -163,3 +163,22 @@ def test_a_worker_whose_leader_dies_ends_its_engine(tmp_path, fake_bin, models, 
     assert broken["error"]["kind"] == "group_lost"
     assert worker.wait(LOST + 30) == 0
     assert any(e.get("event") == "leader lost: this worker ends" for e in _events(worker))
+
+
+def test_a_waiting_worker_whose_leader_dies_ends_before_its_exec(tmp_path, fake_bin, models, agents):
+    """Rank 1 has joined and waits for the go (the leader still misses rank 2); the leader dies:
+    the worker's probe loses it and stops the boot, which ends as stopped (143), never exec'ing."""
+    three = {"AIM_NODE_COUNT": "3"}
+    leader = _leader(tmp_path, fake_bin, models[0], agents, **three)
+    worker = _worker(tmp_path, fake_bin, models[0], leader, agents, **three)
+    waiting = worker.wait_phase("waiting_for_leader", timeout=60)
+    assert waiting["group"]["waiting"]["step"] == "go" and waiting["group"]["joined"]
+    wait_until(lambda: (leader.status() or {}).get("group", {}).get("ready_to_start") == [1], 30, 0.2,
+               "the leader to see rank 1 ready")
+    assert leader.status()["group"]["missing"] == [2] and leader.probe("/health/ready")[0] == 503
+    leader.signal(signal.SIGKILL)
+    leader.wait(30)
+    assert worker.wait(LOST + 30) == 128 + signal.SIGTERM
+    events = _events(worker)
+    assert any(e.get("event") == "leader lost: this worker ends" for e in events)
+    assert not any(e.get("event") == "exec engine" for e in events)
