@@ -54,6 +54,16 @@ def _events(agent: Agent) -> list[dict]:
     return [json.loads(line) for line in agent.log_path.read_text().splitlines() if line.startswith("{")]
 
 
+def _waiting(agent: Agent, step: str | None = None) -> dict:
+    """The agent's /status once its boot has written the wait it is in (the phase comes first)."""
+    def check():
+        status = agent.status() or {}
+        waiting = (status.get("group") or {}).get("waiting") or {}
+        return status if waiting and (step is None or waiting.get("step") == step) else None
+
+    return wait_until(check, 30, 0.1, f"the wait's details{f' (step {step})' if step else ''}")
+
+
 def _leader(tmp_path: Path, fake_bin: Path, model: Path, agents: list[Agent], **extra: str) -> Agent:
     leader = start_agent(tmp_path / "leader", _env(fake_bin, model, 0, **extra))
     agents.append(leader)
@@ -70,7 +80,8 @@ def _worker(tmp_path: Path, fake_bin: Path, model: Path, leader: Agent | int, ag
 
 def test_the_leader_waits_for_its_worker_and_is_ready_only_with_it(tmp_path, fake_bin, models, agents):
     leader = _leader(tmp_path, fake_bin, models[0], agents)
-    waiting = leader.wait_phase("waiting_for_workers", timeout=60)
+    leader.wait_phase("waiting_for_workers", timeout=60)
+    waiting = _waiting(leader)
     group = waiting["group"]
     assert (group["role"], group["nodes"], group["waiting"]["for"], group["missing"]) == ("leader", 2, "workers", [1])
     assert group["waiting"]["timeout_s"] == 120 and group["waiting"]["elapsed_s"] >= 0 and group["fingerprint"]
@@ -171,8 +182,9 @@ def test_a_waiting_worker_whose_leader_dies_ends_before_its_exec(tmp_path, fake_
     three = {"AIM_NODE_COUNT": "3"}
     leader = _leader(tmp_path, fake_bin, models[0], agents, **three)
     worker = _worker(tmp_path, fake_bin, models[0], leader, agents, **three)
-    waiting = worker.wait_phase("waiting_for_leader", timeout=60)
-    assert waiting["group"]["waiting"]["step"] == "go" and waiting["group"]["joined"]
+    worker.wait_phase("waiting_for_leader", timeout=60)
+    waiting = _waiting(worker, "go")
+    assert waiting["group"]["joined"]
     wait_until(lambda: (leader.status() or {}).get("group", {}).get("ready_to_start") == [1], 30, 0.2,
                "the leader to see rank 1 ready")
     assert leader.status()["group"]["missing"] == [2] and leader.probe("/health/ready")[0] == 503

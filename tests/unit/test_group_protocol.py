@@ -252,3 +252,24 @@ def test_a_hung_engine_and_its_children_are_killed_after_the_grace(monkeypatch):
         time.sleep(0.05)
     else:
         raise AssertionError("the engine's child outlived it")
+
+
+def test_group_metrics_and_a_broken_group_counts_as_a_failed_boot():
+    from aim_engine.probes.metrics import families
+
+    def samples(view):
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families(view, now=10.0) for s in f.samples}
+
+    whole = _view("leader", {"complete": True, "joined": [{"rank": 1}], "missing": [], "lost": []})
+    whole.state["group"]["nodes"] = 2
+    m = samples(whole)
+    assert m[("aim_group_nodes", ())] == 2 and m[("aim_group_ok", ())] == 1
+    assert m[("aim_group_workers", (("state", "joined"),))] == 1 and m[("aim_group_workers", (("state", "lost"),))] == 0
+    broken = _view("leader", {"complete": False, "joined": [], "missing": [1], "lost": [{"rank": 1}],
+                              "broken": {"message": "worker rank 1 lost", "at": 1.0, "end_at": 6.0}})
+    m = samples(broken)
+    assert m[("aim_group_ok", ())] == 0 and m[("aim_group_workers", (("state", "lost"),))] == 1
+    assert m[("aim_boot_failures_total", (("reason", "peer_lost"),))] == 1
+    assert respond("/status", broken)[1]["phase"] == "failed"
+    single = View(state={"phase": "ready"}, agent_alive=True)
+    assert not any(name.startswith("aim_group") for name, _ in samples(single))

@@ -130,6 +130,8 @@ class View:
 
     @property
     def phase(self) -> str:
+        if self.group_error is not None:
+            return "failed"           # the group broke: this node is about to end its engine
         if self.engine_exited:
             return "stopped" if self.exit_clean else "failed"
         if self.ready:

@@ -178,9 +178,29 @@ def families(view: View, now: float | None = None) -> Iterator[Any]:
     if state.get("plan"):
         yield InfoMetricFamily(f"{PREFIX}_engine", "What this pod serves and how.", value=info_labels(state))
 
+    yield from group_families(view, GaugeMetricFamily)
+
     if view.exit is not None and view.engine_exited:
         yield GaugeMetricFamily(f"{PREFIX}_engine_exit_time_seconds", "When the engine exited (Unix time).",
                                 value=float(view.exit.get("at") or now))
+
+
+def group_families(view: View, gauge: Any) -> Iterator[Any]:
+    """A multi-node group (docs/multinode.md): its size, and on the leader its workers by state
+    (joined, missing, lost); on a worker whether it has joined. Nothing on one node."""
+    if view.role == "single":
+        return
+    group = view.group or {}
+    nodes = ((view.state or {}).get("group") or {}).get("nodes") or group.get("nodes")
+    if isinstance(nodes, int):
+        yield gauge(f"{PREFIX}_group_nodes", "Nodes in this node's serving group.", value=float(nodes))
+    if view.role == "leader":
+        members = gauge(f"{PREFIX}_group_workers", "The leader's workers by state.", labels=["state"])
+        for name, key in (("joined", "joined"), ("missing", "missing"), ("lost", "lost")):
+            members.add_metric([name], float(len(group.get(key) or [])))
+        yield members
+    yield gauge(f"{PREFIX}_group_ok", "1 when the group is whole (leader) or this worker has joined and hears "
+                                       "its leader (worker).", value=1.0 if view.group_ok else 0.0)
 
 
 def lock_wait(state: dict[str, Any], now: float) -> float:
