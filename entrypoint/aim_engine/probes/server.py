@@ -221,6 +221,8 @@ class Probe:
             state = read_state(self.state_path)
             role, now = self.role(state), time.time()
             started = (state or {}).get("phase") in ("engine_starting", "ready")
+            if role == "single" and (started or (state or {}).get("phase") in TERMINAL):
+                return          # one node: it never becomes a group; stop reading the state for it
             broken: dict[str, Any] | None = None
             if role == "leader":
                 for lost in self.roster.sweep(now, started):
