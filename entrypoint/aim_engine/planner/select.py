@@ -48,6 +48,7 @@ from aim_engine.planner.reading import ConfigReading, Unreadable, read
 
 if TYPE_CHECKING:
     from aim_engine.engines.inventory import Inventory
+    from aim_engine.hardware.group import Group
     from aim_engine.hardware.types import Hardware
     from aim_engine.settings import Settings
 
@@ -615,13 +616,36 @@ def _cpu_plan(source: ModelSource, settings: "Settings", hardware: "Hardware", c
 
     context = pick(ra.CONTEXT, synthesize.CPU_CONTEXT)
     batch = pick(ra.BATCH, synthesize.CPU_BATCH)
+    group = hardware.group
+    tp, pp = _cpu_group_split(source.model, group, args, reasons) if group.is_multi_node else (1, 1)
     return Plan(
         model=source.model, recipe=recipe, config=replace(config, args=args), engine="vllm",
-        tensor_parallel=1, data_parallel=1, gpus_used=0, checkpoint=str(args.get("--model", checkpoint)),
+        tensor_parallel=tp, data_parallel=1, gpus_used=0, checkpoint=str(args.get("--model", checkpoint)),
         served_model_name=source.served_model_name, precision=recipe.precision, context=context, batch=batch,
         reasons=tuple(reasons), rejected=tuple(rejected), synthesized=recipe.synthesized,
         fallback_hardware=None, target="cpu",
+        **({"nodes": group.nodes, "pipeline_parallel": pp, "gpus_per_node": 0, "group": group}
+           if group.is_multi_node else {}),
     )
+
+
+def _cpu_group_split(model: Model, group: "Group", args: dict[str, object], reasons: list[str]) -> tuple[int, int]:
+    """A group of CPU nodes runs one vLLM rank per node: tensor parallel across the nodes where
+    the model allows it (it runs eager, so it boots fastest), else pipeline stages (the renderer
+    then drops --enforce-eager: vLLM's CPU worker cannot run later stages eagerly). `args` is
+    updated in place. docs/multinode.md, "Two-node run here"."""
+    nodes = group.nodes
+    for tp, pp in ((nodes, 1), (1, nodes)):
+        if memory.parallel_legal(model, tp, pp) is None:
+            args[ra.TENSOR_PARALLEL] = str(tp)
+            if pp > 1:
+                args[ra.PIPELINE_PARALLEL] = str(pp)
+            how = f"tensor parallel {tp}" if pp == 1 else f"pipeline parallel {pp} (tensor parallel {nodes} is not legal: {memory.tp_legal(model, nodes)})"
+            reasons.append(f"a group of {nodes} CPU nodes ({group.source}): one vLLM rank per node, {how} across the nodes")
+            return tp, pp
+    raise AimError(f"{model.model_id} cannot be split over the {nodes} CPU nodes of this group: tensor parallel {nodes}: "
+                   f"{memory.tp_legal(model, nodes)}; pipeline parallel {nodes}: {memory.pp_legal(model, nodes)}",
+                   hint="set AIM_NODE_COUNT to a count the model's heads and layers divide, or serve it on one node")
 
 
 def checkpoint_precision_of(source: ModelSource) -> str | None:
