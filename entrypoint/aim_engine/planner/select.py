@@ -603,7 +603,8 @@ def _cpu_plan(source: ModelSource, settings: "Settings", hardware: "Hardware", c
     else:
         precision = checkpoint_precision_of(source)
         recipe = synthesize.cpu_recipe(source.model, hardware.cpu, checkpoint, settings.precision, precision)
-        reasons.append("no GPU visible: synthesized a plan for vLLM's CPU backend (tensor parallel 1, "
+        one_rank = "" if hardware.group.is_multi_node else "tensor parallel 1, "
+        reasons.append(f"no GPU visible: synthesized a plan for vLLM's CPU backend ({one_rank}"
                        f"{recipe.precision}, small context, eager mode) because catalog recipes target GPUs")
     config = next(c for c in recipe.configs if c.enabled and c.engine == "vllm")
     args = dict(config.args)
