@@ -22,10 +22,15 @@ LOST = protocol.LOST_AFTER_S + protocol.END_AFTER_S
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     base = tmp_path_factory.mktemp("models")
+    # The third has 3 layers: a group of 3 CPU nodes can split it (3 pipeline stages); the tiny
+    # repo's 2 heads and 2 layers split over neither 3 TP ranks nor 3 stages, which the planner refuses.
+    three = make_repo(base / "three", shards=1, shard_bytes=10_000).path
+    config = json.loads((three / "config.json").read_text())
+    (three / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3}, indent=2))
     return (make_repo(base / "tiny", shards=1, shard_bytes=10_000).path,
-            make_repo(base / "other", shards=1, shard_bytes=10_000).path)
+            make_repo(base / "other", shards=1, shard_bytes=10_000).path, three)
 
 
 @pytest.fixture
@@ -135,12 +140,13 @@ def test_a_worker_whose_leader_never_comes_ends_naming_address_port_and_timeout(
 @pytest.mark.parametrize("case", ["other model", "other size", "same rank"])
 def test_a_worker_of_another_group_is_refused_on_both_sides(tmp_path, fake_bin, models, agents, case):
     nodes = {"AIM_NODE_COUNT": "3"} if case == "same rank" else {}
-    leader = _leader(tmp_path, fake_bin, models[0], agents, **nodes)
+    model = models[2] if case in ("same rank", "other size") else models[0]   # splits over 3 nodes too
+    leader = _leader(tmp_path, fake_bin, model, agents, **nodes)
     leader.wait_phase("waiting_for_workers", timeout=60)
     if case == "same rank":
-        first = _worker(tmp_path, fake_bin, models[0], leader, agents, **nodes)
+        first = _worker(tmp_path, fake_bin, model, leader, agents, **nodes)
         wait_until(lambda: [m["rank"] for m in leader.status()["group"]["joined"]] == [1], 60, 0.2, "rank 1 joined")
-        worker = start_agent(tmp_path / "second", _env(fake_bin, models[0], 1, leader.health_port,
+        worker = start_agent(tmp_path / "second", _env(fake_bin, model, 1, leader.health_port,
                                                          AIM_NODE_ADDRESS="127.0.0.2", **nodes))
         agents.append(worker)
         said = "rank 1 has already joined from 127.0.0.1"
@@ -149,7 +155,7 @@ def test_a_worker_of_another_group_is_refused_on_both_sides(tmp_path, fake_bin, 
         worker = _worker(tmp_path, fake_bin, models[1], leader, agents)
         said = "the worker's plan differs from the leader's"
     else:
-        worker = _worker(tmp_path, fake_bin, models[0], leader, agents, rank=2, AIM_NODE_COUNT="3")
+        worker = _worker(tmp_path, fake_bin, model, leader, agents, rank=2, AIM_NODE_COUNT="3")
         said = "the worker plans a group of 3 nodes, the leader 2"
     assert worker.wait(60) == 1
     text = worker.log_path.read_text()
