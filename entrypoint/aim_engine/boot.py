@@ -173,6 +173,9 @@ class Boot:
                                                        "fallback_hardware": plan.fallback_hardware})
         self.log.info("plan", recipe=plan.recipe.recipe_id, engine=plan.engine, engine_version=plan.engine_version,
                       target=plan.target, checkpoint=plan.checkpoint, reasons=list(plan.reasons))
+        for warning in getattr(plan, "warnings", ()):   # e.g. a group larger than the model needs
+            self.log.warning("plan warning", warning=warning)
+            self.state.update(warnings=[*self.state.data.get("warnings", []), warning])
         if self.engines is not None and plan.engine_found is None:
             # Nothing could run the plan (no engine at all here): say so before any download.
             from aim_engine.engines.inventory import missing

@@ -36,7 +36,7 @@ class EngineSpec:
 def _origin(plan: Any) -> str:
     config = plan.config
     where = f" from {plan.recipe.source}" if getattr(plan.recipe, "source", None) else ""
-    return f"recipe {plan.recipe.recipe_id} ({config.engine}_serve {config.gpus}_gpu{where})"
+    return f"recipe {plan.recipe.recipe_id} ({config.engine}_serve {config.name}{where})"
 
 
 def _gfx(plan: Any, gfx: str | None) -> str | None:
