@@ -121,12 +121,7 @@ def gpu_recipes(model: Model, hardware: "Hardware", checkpoint: str | None = Non
                 args = sizing.config_args(model, option, tp, *size(model, option, memory_bytes, tp, engine),
                                           engine=engine)
                 configs.append(ServeConfig(engine=engine, gpus=tp, enabled=True, args=args))
-        recipes.append(Recipe(
-            recipe_id=f"{model.slug}-{hw.lower()}-{option.precision}-synthesized",
-            model_id=model.model_id, huggingface_id=option.checkpoint, hardware=hw,
-            precision=option.precision, configs=tuple(configs), synthesized=True,
-            description=f"synthesized at boot for {model.model_id} on {hw} from its config.json facts",
-        ))
+        recipes.append(_synthesized(model, option, hw, configs, f"on {hw} from its config.json facts"))
     return recipes
 
 
@@ -158,13 +153,19 @@ def group_recipes(model: Model, hardware: "Hardware", checkpoint: str | None = N
                 args = sizing.config_args(model, option, split.tp, context, batch, engine=engine, pp=split.pp)
                 configs.append(ServeConfig(engine=engine, gpus=per_node, enabled=True, args=args, nodes=nodes))
         if configs:
-            recipes.append(Recipe(
-                recipe_id=f"{model.slug}-{hw.lower()}-{option.precision}-synthesized",
-                model_id=model.model_id, huggingface_id=option.checkpoint, hardware=hw,
-                precision=option.precision, configs=tuple(configs), synthesized=True,
-                description=f"synthesized at boot for {model.model_id} on {nodes} nodes of {hw} from its facts",
-            ))
+            recipes.append(_synthesized(model, option, hw, configs, f"on {nodes} nodes of {hw} from its facts"))
     return recipes
+
+
+def _synthesized(model: Model, option: Option, hw: str, configs: list[ServeConfig], where: str) -> Recipe:
+    """The recipe synthesized at boot for one serving option: one id per model, GPU and precision,
+    whether its configs are for one node or a group."""
+    return Recipe(
+        recipe_id=f"{model.slug}-{hw.lower()}-{option.precision}-synthesized",
+        model_id=model.model_id, huggingface_id=option.checkpoint, hardware=hw,
+        precision=option.precision, configs=tuple(configs), synthesized=True,
+        description=f"synthesized at boot for {model.model_id} {where}",
+    )
 
 
 def _cpu_weights(model: Model, precision: str) -> int:
