@@ -1,8 +1,11 @@
-"""The real vLLM CPU build split across two nodes, without the agent: what the engine itself does.
+"""The real vLLM CPU build split across two nodes by the renderer's own commands, without the
+agent's boot: what the engine itself does.
 
 Two network namespaces joined by a veth pair (tests/support/netns.py) stand for two hosts; the
 tiny demo Llama is split by tensor parallelism (TP=2, one rank per node) with vLLM's native
-multi-node path: `--nnodes 2 --node-rank R --master-addr LEADER --master-port P` on both,
+multi-node path. Each rank's argv AND environment come from `engines.render(plan, settings, model,
+warm, rank)` for one hand-built group plan, with nothing added: `--nnodes 2 --node-rank R
+--master-addr LEADER --master-port P` on both, `mp` instead of the CPU target's `uni`,
 `--headless` on the worker, gloo over the veth. This pins the engine facts docs/multinode.md and
 the agent's group coordination rely on:
 
@@ -18,6 +21,7 @@ the agent's group coordination rely on:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import signal
 import time
@@ -25,28 +29,27 @@ from pathlib import Path
 
 import pytest
 
+from aim_engine.engines import render
+from aim_engine.hardware.group import Group
+from aim_engine.settings import Settings
 from tests.e2e.harness import base_env, build_demo_model, free_port
 from tests.multinode.cluster import NodeProcess, chat, nodes_for_test, wait_http_ok
+from tests.support.engine_plans import plan
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 
-def engine_env(node, venv: Path) -> dict[str, str]:
-    """What a rank needs on a CPU node: its own address and interface for vLLM and gloo, the
-    CPU backend's small KV cache, and no network (the model is a local directory)."""
-    return base_env({
-        "VLLM_HOST_IP": node.address, "GLOO_SOCKET_IFNAME": node.interface,
-        "VLLM_TARGET_DEVICE": "cpu", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_USE_AOT_COMPILE": "0",
-        "HF_HUB_OFFLINE": "1",
-    }, path_prefix=[venv / "bin"])
-
-
-def vllm_argv(model: Path, rank: int, leader: str, dist_port: int, port: int) -> list[str]:
-    argv = ["vllm", "serve", str(model), "--served-model-name", "demo", "--dtype", "float32",
-            "--enforce-eager", "--max-model-len", "512", "--max-num-seqs", "4",
-            "--tensor-parallel-size", "2", "--distributed-executor-backend", "mp",
-            "--nnodes", "2", "--node-rank", str(rank), "--master-addr", leader, "--master-port", str(dist_port)]
-    return argv + (["--port", str(port)] if rank == 0 else ["--headless"])
+def rendered(nodes, rank: int, model: Path, root: Path, port: int, dist_port: int, venv: Path):
+    """Rank `rank`'s argv and environment exactly as the agent renders them for one group plan (CPU
+    target, tensor parallel 2 over 2 nodes, the planner's contract), with nothing added by hand."""
+    node = nodes.leader if rank == 0 else nodes.worker
+    group = Group(nodes=2, rank=rank, leader_address=nodes.leader.address, dist_port=dist_port, source="AIM_*",
+                  node_address=node.address, interface=node.interface)
+    one_node = plan({"--max-context-len": "512", "--max-batch-size": "4"}, target="cpu", hardware="CPU", gpus=2,
+                    served_model_name="demo")
+    p = dataclasses.replace(one_node, nodes=2, pipeline_parallel=1, group=group)
+    settings = Settings.from_env({"AIM_PORT": str(port), "AIM_CACHE_PATH": str(root / "cache")})
+    return render(p, settings, str(model), True, rank, base_env=base_env(path_prefix=[venv / "bin"]))
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +66,14 @@ def world(tmp_path_factory: pytest.TempPathFactory):
 def test_tensor_parallel_across_two_nodes_then_a_dead_worker(world: dict) -> None:
     nodes, venv, model, root = world["nodes"], world["venv"], world["model"], world["root"]
     port, dist_port = free_port(), free_port()
-    leader = NodeProcess.start(nodes.leader, vllm_argv(model, 0, nodes.leader.address, dist_port, port),
-                               engine_env(nodes.leader, venv), root / "leader.log")
-    worker = NodeProcess.start(nodes.worker, vllm_argv(model, 1, nodes.leader.address, dist_port, port),
-                               engine_env(nodes.worker, venv), root / "worker.log")
+    leader_launch, worker_launch = (rendered(nodes, r, model, root, port, dist_port, venv) for r in (0, 1))
+    # The forms docs/multinode.md names: --headless on the worker, no API there, and both
+    # VLLM_HOST_IP and GLOO_SOCKET_IFNAME set to each node's own address and interface.
+    assert "--headless" in worker_launch.args and worker_launch.models_url is None
+    for launch, node in ((leader_launch, nodes.leader), (worker_launch, nodes.worker)):
+        assert launch.env["GLOO_SOCKET_IFNAME"] == node.interface and launch.env["VLLM_HOST_IP"] == node.address
+    leader = NodeProcess.start(nodes.leader, leader_launch.argv, leader_launch.env, root / "leader.log")
+    worker = NodeProcess.start(nodes.worker, worker_launch.argv, worker_launch.env, root / "worker.log")
     try:
         wait_http_ok(leader, port, "/health", [leader, worker])
 
