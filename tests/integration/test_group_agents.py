@@ -186,8 +186,8 @@ def test_a_waiting_worker_whose_leader_dies_ends_before_its_exec(tmp_path, fake_
     """Rank 1 has joined and waits for the go (the leader still misses rank 2); the leader dies:
     the worker's probe loses it and stops the boot, which ends as stopped (143), never exec'ing."""
     three = {"AIM_NODE_COUNT": "3"}
-    leader = _leader(tmp_path, fake_bin, models[0], agents, **three)
-    worker = _worker(tmp_path, fake_bin, models[0], leader, agents, **three)
+    leader = _leader(tmp_path, fake_bin, models[2], agents, **three)    # the model that splits over 3 nodes
+    worker = _worker(tmp_path, fake_bin, models[2], leader, agents, **three)
     worker.wait_phase("waiting_for_leader", timeout=60)
     waiting = _waiting(worker, "go")
     assert waiting["group"]["joined"]
