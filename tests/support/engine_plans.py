@@ -66,3 +66,13 @@ def plan_for(m: Model, recipe: Recipe, config: ServeConfig, *, data_parallel: in
         precision=recipe.precision, context=context, batch=batch, target=target,
         engine_found=installed(config.engine, engine_version), engine_checked=True,
     )
+
+
+def pairs(argv: list[str]) -> dict[str, str | None]:
+    """flag -> value (None for a bare switch) of an argv's options."""
+    out: dict[str, str | None] = {}
+    for i, token in enumerate(argv):
+        if token.startswith("--"):
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            out[token] = None if nxt is None or nxt.startswith("--") else nxt
+    return out

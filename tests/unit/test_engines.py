@@ -21,7 +21,7 @@ from aim_engine.engines import adapter, flags, render
 from aim_engine.engines.base import table
 from aim_engine.errors import AimError
 from aim_engine.settings import Settings
-from tests.support.engine_plans import model, plan
+from tests.support.engine_plans import model, pairs, plan
 
 BASE_ENV = {"PATH": "/nonexistent", "HOME": "/root"}
 
@@ -35,16 +35,6 @@ def launch(args: dict[str, Any], *, engine: str = "vllm", env: dict[str, str] | 
     s = settings(**({"AIM_ENGINE_ARGS": overrides} if overrides else {}))
     return render(plan(args, engine=engine, **plan_kw), s, "/models/qwen", warm,
                   base_env={**BASE_ENV, **(env or {})})
-
-
-def pairs(argv: list[str]) -> dict[str, str | None]:
-    """flag -> value (None for a bare switch) of an argv's options."""
-    out: dict[str, str | None] = {}
-    for i, token in enumerate(argv):
-        if token.startswith("--"):
-            nxt = argv[i + 1] if i + 1 < len(argv) else None
-            out[token] = None if nxt is None or nxt.startswith("--") else nxt
-    return out
 
 
 # ---------------------------------------------------------------- the data itself

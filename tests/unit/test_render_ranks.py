@@ -21,7 +21,7 @@ from aim_engine.engines.flags import EngineFlags
 from aim_engine.errors import AimError
 from aim_engine.hardware.group import SINGLE, Group
 from aim_engine.settings import Settings
-from tests.support.engine_plans import plan
+from tests.support.engine_plans import pairs, plan
 from tests.support.group_plans import LEADER, group_plan
 
 BASE_ENV = {"PATH": "/nonexistent", "HOME": "/root"}
@@ -49,15 +49,6 @@ def rendered(p: Any, rank: int | None = None, env: dict[str, str] | None = None,
     return render(p, settings(**settings_env), "/models/m", True, rank, base_env={**BASE_ENV, **(env or {})})
 
 
-def opts(argv: list[str]) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for i, token in enumerate(argv):
-        if token.startswith("--"):
-            nxt = argv[i + 1] if i + 1 < len(argv) else None
-            out[token] = None if nxt is None or nxt.startswith("--") else nxt
-    return out
-
-
 # ---------------------------------------------------------------- one node: unchanged
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
 @pytest.mark.parametrize("group", [None, SINGLE])
@@ -81,7 +72,7 @@ def test_vllm_native_every_rank_gets_the_group_and_workers_are_headless() -> Non
     p = group_plan(nodes=3, tp=8, pp=3)
     launches = [rendered(p, r) for r in range(3)]
     for r, launch in enumerate(launches):
-        o = opts(launch.args)
+        o = pairs(launch.args)
         assert (o["--nnodes"], o["--node-rank"], o["--master-addr"], o["--master-port"]) == ("3", str(r), LEADER, "29500")
         assert o["--tensor-parallel-size"] == "8" and o["--pipeline-parallel-size"] == "3"
         assert o["--distributed-executor-backend"] == "mp"       # vLLM refuses --nnodes > 1 on ray
@@ -97,22 +88,22 @@ def test_vllm_native_every_rank_gets_the_group_and_workers_are_headless() -> Non
 
 def test_rank_none_is_this_node_s_own_rank() -> None:
     p = group_plan(rank=1)
-    assert rendered(p).rank == 1 and opts(rendered(p).args)["--node-rank"] == "1"
+    assert rendered(p).rank == 1 and pairs(rendered(p).args)["--node-rank"] == "1"
     assert rendered(p, 0).rank == 0
 
 
 def test_vllm_native_dist_port_comes_from_the_group() -> None:
     p = group_plan()
     p = dataclasses.replace(p, group=dataclasses.replace(p.group, dist_port=31000))
-    assert opts(rendered(p, 1).args)["--master-port"] == "31000"
+    assert pairs(rendered(p, 1).args)["--master-port"] == "31000"
 
 
 def test_cpu_target_single_process_executor_becomes_mp_on_a_group() -> None:
     one = render(plan({}, target="cpu", hardware="CPU"), settings(), "/m", True, base_env=BASE_ENV)
-    assert opts(one.args)["--distributed-executor-backend"] == "uni"
+    assert pairs(one.args)["--distributed-executor-backend"] == "uni"
     p = group_plan(target="cpu", tp=1, pp=2)
     for r in (0, 1):
-        o = opts(rendered(p, r).args)
+        o = pairs(rendered(p, r).args)
         assert o["--distributed-executor-backend"] == "mp" and o["--pipeline-parallel-size"] == "2"
 
 
@@ -161,7 +152,7 @@ def test_an_unknown_backend_request_names_the_variable() -> None:
 def test_vllm_on_ray_leader_has_the_head_prelude_and_one_serve_covering_every_gpu() -> None:
     p = group_plan(tp=8, pp=2)
     leader = rendered(p, 0, AIM_MULTINODE_BACKEND="ray")
-    o = opts(leader.args)
+    o = pairs(leader.args)
     assert o["--distributed-executor-backend"] == "ray"
     assert int(o["--tensor-parallel-size"]) * int(o["--pipeline-parallel-size"]) == 16 == p.gpus_used
     assert not {"--nnodes", "--node-rank", "--master-addr", "--headless"} & set(leader.args)
@@ -197,7 +188,7 @@ def test_sglang_every_node_gets_total_tp_nnodes_and_dist_init_addr() -> None:
     p = group_plan("sglang", tp=16, pp=1)
     for r in (0, 1):
         launch = rendered(p, r)
-        o = opts(launch.args)
+        o = pairs(launch.args)
         assert (o["--tp-size"], o["--nnodes"], o["--node-rank"], o["--dist-init-addr"]) == ("16", "2", str(r),
                                                                                           "10.0.0.1:29500")
         assert "--pp-size" not in o and launch.backend.name == "native"
@@ -209,7 +200,7 @@ def test_sglang_every_node_gets_total_tp_nnodes_and_dist_init_addr() -> None:
 
 def test_sglang_pipeline_parallel_and_an_ipv6_leader() -> None:
     p = group_plan("sglang", tp=8, pp=2, leader="fd00::1")
-    o = opts(rendered(p, 1).args)
+    o = pairs(rendered(p, 1).args)
     assert o["--pp-size"] == "2" and o["--dist-init-addr"] == "[fd00::1]:29500"
 
 
@@ -270,7 +261,7 @@ def test_engine_args_may_not_set_the_group_s_flags(engine: str, key: str, settin
 def test_one_node_may_still_set_the_executor_backend() -> None:
     launch = render(plan({}), settings(AIM_ENGINE_ARGS='{"--distributed-executor-backend": "mp"}'), "/m", True,
                     base_env=BASE_ENV)
-    assert opts(launch.args)["--distributed-executor-backend"] == "mp"
+    assert pairs(launch.args)["--distributed-executor-backend"] == "mp"
 
 
 def test_a_world_that_does_not_split_over_the_nodes_names_the_numbers() -> None:
