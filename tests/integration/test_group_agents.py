@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from aim_engine.probes import group as protocol
-from tests.e2e.harness import Agent, base_env, fake_engine_dir, free_port, pid_running, start_agent, wait_until
+from tests.e2e.harness import Agent, base_env, free_port, pid_running, start_agent, wait_until
 from tests.support.tiny_repo import make_repo
 
 LOST = protocol.LOST_AFTER_S + protocol.END_AFTER_S
@@ -31,19 +31,6 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     (three / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3}, indent=2))
     return (make_repo(base / "tiny", shards=1, shard_bytes=10_000).path,
             make_repo(base / "other", shards=1, shard_bytes=10_000).path, three)
-
-
-@pytest.fixture
-def fake_bin(tmp_path: Path) -> Path:
-    return fake_engine_dir(tmp_path / "bin")
-
-
-@pytest.fixture
-def agents():
-    started: list[Agent] = []
-    yield started
-    for agent in started:
-        agent.kill_tree()
 
 
 def _env(fake_bin: Path, model: Path, rank: int, leader_probe: int | None = None, **extra: str) -> dict[str, str]:

@@ -39,19 +39,6 @@ def hub(tiny_repo: Path):
         yield server
 
 
-@pytest.fixture
-def fake_bin(tmp_path: Path) -> Path:
-    return fake_engine_dir(tmp_path / "bin")
-
-
-@pytest.fixture
-def agents():
-    started: list[Agent] = []
-    yield started
-    for agent in started:
-        agent.kill_tree()
-
-
 def _env(tmp_path: Path, fake_bin: Path | None, **extra: str) -> dict[str, str]:
     record = tmp_path / "engine.json"
     env = base_env({"FAKE_ENGINE_RECORD": str(record), "AIM_FAIL_GRACE": "60", **extra},
