@@ -28,6 +28,16 @@ def _forget_remembered_secrets():
     redact.forget_remembered()
 
 
+@pytest.fixture(autouse=True)
+def _reset_logging():
+    """A test that configures logging in-process (a boot, `cli.main`) hands it pytest's capture
+    stream, which is closed after that test; a later test's log line must not write to it."""
+    yield
+    from aim_engine import logs
+
+    logs.reset()
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return REPO

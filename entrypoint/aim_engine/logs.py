@@ -52,6 +52,18 @@ def configure(level: str = "info", fmt: str = "auto", debug: bool = False, strea
         _structlog()
 
 
+def reset() -> None:
+    """Forget `configure()`: structlog's defaults again, and no stream held.
+
+    `configure()` keeps the stream it was given (sys.stderr by default), so a program that
+    replaces or closes that stream must reset first; the test suite does so after every test,
+    where pytest's capture streams are closed between tests."""
+    global _pending, _threshold, _json_stream
+    _pending, _threshold, _json_stream = None, 0, None
+    if "structlog" in sys.modules:
+        sys.modules["structlog"].reset_defaults()
+
+
 def _structlog() -> Any:
     """structlog, with the pending configuration applied."""
     global _pending
