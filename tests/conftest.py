@@ -18,6 +18,14 @@ hypothesis_settings.register_profile("ci", derandomize=True, database=None, prin
 hypothesis_settings.load_profile(os.environ.get("AIM_HYPOTHESIS_PROFILE") or "default")
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The real-parser workers (tests/support/engine_parsers.py) end with the test session, not
+    at interpreter exit only: an xdist worker may leave without running atexit handlers."""
+    parsers = sys.modules.get("tests.support.engine_parsers")
+    if parsers is not None:
+        parsers.POOL.close()
+
+
 @pytest.fixture(autouse=True)
 def _forget_remembered_secrets():
     """Secrets seen while parsing settings are masked for the rest of the process

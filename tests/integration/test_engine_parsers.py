@@ -5,7 +5,8 @@ the recipe asked for.
 The expected values are derived here from the recipe with this file's own table of argparse
 destinations, independent of canonical.yaml, so a wrong translation fails. Cases are collected
 from the catalog at collection time (the recipe set changes as recipes are regenerated); all
-argv of one engine are parsed by ONE subprocess (`tests/support/engine_parsers.py`).
+argv of one engine are parsed in ONE batch by that engine's parser worker
+(`tests/support/engine_parsers.py`).
 """
 
 from __future__ import annotations

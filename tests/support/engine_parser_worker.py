@@ -1,13 +1,20 @@
 """Runs INSIDE an engine environment (vLLM CPU venv or SGLang parser venv), never in the agent's.
 
-Builds the engine's real `serve` argument parser once, parses every argv of a batch with it and
-writes one JSON result per argv:
+Builds the engine's real `serve` argument parser ONCE (importing vLLM costs 15-25 s of CPU), then
+answers batch after batch until the test process closes its end of the channel:
 
-    python engine_parser_worker.py ENGINE IN.json OUT.json
-    IN.json:  [["MODEL", "--max-num-seqs", "8", ...], ...]   (engine arguments, no command)
-    OUT.json: [{"ok": true, "values": {dest: value, ...}}, {"ok": false, "error": "..."}, ...]
+    python engine_parser_worker.py ENGINE FD
+    request: {"argvs": [["MODEL", "--max-num-seqs", "8", ...], ...], "checks": ["parallel_config"]}
+    answer:  [{"ok": true, "values": {dest: value, ...}}, {"ok": false, "error": "..."}, ...]
 
-Results go to a file, not stdout, because the engines log to stdout while importing.
+FD is a private socket inherited from the test process (tests/support/engine_parsers.py), each
+message one length-prefixed JSON document: the engines log to stdout/stderr while importing and
+parsing, so those only go to a log file. Every argv is parsed by the same parser, as one batch
+always was: argparse keeps its results in a fresh namespace per parse_args call. The optional
+`checks` (engine_parser_checks.py) check more of each accepted argv than the parser does.
+
+The framing functions are imported by the test process too: this module imports no engine at
+module level.
 """
 
 from __future__ import annotations
@@ -16,7 +23,29 @@ import argparse
 import contextlib
 import io
 import json
+import socket
+import struct
 import sys
+from typing import BinaryIO
+
+HEADER = struct.Struct(">Q")      # the length of the JSON document that follows
+
+
+def encode(message: object) -> bytes:
+    body = json.dumps(message).encode("utf-8")
+    return HEADER.pack(len(body)) + body
+
+
+def read_message(stream: BinaryIO) -> object | None:
+    """The next message, or None when the other side closed the channel."""
+    header = stream.read(HEADER.size)
+    if len(header) < HEADER.size:
+        return None
+    (size,) = HEADER.unpack(header)
+    body = stream.read(size)
+    if len(body) < size:
+        return None
+    return json.loads(body.decode("utf-8"))
 
 
 def vllm_parser() -> tuple[argparse.ArgumentParser, object]:
@@ -39,6 +68,9 @@ def sglang_parser() -> tuple[argparse.ArgumentParser, object]:
     parser = argparse.ArgumentParser(prog="python3 -m sglang.launch_server")
     ServerArgs.add_cli_args(parser)
     return parser, None
+
+
+PARSERS = {"vllm": vllm_parser, "sglang": sglang_parser}
 
 
 def jsonable(value: object) -> object:
@@ -69,15 +101,35 @@ def parse_one(parser: argparse.ArgumentParser, validate: object, argv: list[str]
     return result
 
 
-def main() -> int:
-    engine, in_path, out_path = sys.argv[1:4]
-    parser, validate = {"vllm": vllm_parser, "sglang": sglang_parser}[engine]()
-    with open(in_path, encoding="utf-8") as f:
-        batch = json.load(f)
-    results = [parse_one(parser, validate, argv) for argv in batch]
-    with open(out_path, "w", encoding="utf-8") as f:
-        json.dump(results, f)
+def answer(engine: str, parser: argparse.ArgumentParser, validate: object, request: dict) -> list[dict]:
+    checks = []
+    if request.get("checks"):
+        from engine_parser_checks import checks_for   # (this script's directory is on sys.path)
+
+        checks = checks_for(engine, request["checks"])
+    results = []
+    for argv in request["argvs"]:
+        result = parse_one(parser, validate, argv)
+        if result["ok"]:
+            for key, check in checks:
+                result["values"][key] = check(result["values"])
+        results.append(result)
+    return results
+
+
+def serve(engine: str, channel: socket.socket) -> int:
+    parser, validate = PARSERS[engine]()
+    with channel.makefile("rb") as requests, channel.makefile("wb") as answers:
+        while (request := read_message(requests)) is not None:
+            answers.write(encode(answer(engine, parser, validate, request)))
+            answers.flush()
     return 0
+
+
+def main() -> int:
+    engine, fd = sys.argv[1], int(sys.argv[2])
+    with socket.socket(fileno=fd) as channel:
+        return serve(engine, channel)
 
 
 if __name__ == "__main__":

@@ -1,24 +1,38 @@
 """Feed argv to the REAL vLLM and SGLang parsers, in their cached environments.
 
-One subprocess per engine parses a whole batch (building vLLM's parser costs seconds; doing it
-once per recipe would cost minutes). The worker runs with the engine venv's own interpreter, so
-the agent's environment never imports an engine.
+Building vLLM's parser means importing vLLM: 15-25 s of CPU. So each (engine, environment) gets
+ONE worker process per test process (tests/support/engine_parser_worker.py, run by the engine
+venv's own interpreter, so the agent's environment never imports an engine): started on first
+use, it builds the parser once and answers every later batch, until the test process ends
+(`POOL.close`, from atexit and from pytest_unconfigure in tests/conftest.py; a test process that
+is killed cannot close them, but then each worker reads end-of-file on its channel and exits).
+
+Requests and answers travel on a private socket (the engines print to stdout/stderr while
+importing and parsing); their output goes to a log file whose tail explains a worker that died
+or hung. Such a worker is killed and forgotten: the next call starts a fresh one.
 """
 
 from __future__ import annotations
 
-import json
+import atexit
 import os
+import shutil
+import socket
 import subprocess
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+from tests.support.engine_parser_worker import HEADER, encode
 
 WORKER = Path(__file__).with_name("engine_parser_worker.py")
 
 # What the engine needs to build its parser on a machine without a GPU.
 ENGINE_ENV = {"vllm": {"VLLM_TARGET_DEVICE": "cpu"}, "sglang": {}}
+LOG_TAIL = 4000          # characters of a failed worker's output quoted in the error
 
 
 @dataclass(frozen=True)
@@ -30,26 +44,149 @@ class Parsed:
     error: str = ""
 
 
-def parse_batch(engine: str, venv: Path, argvs: Sequence[Sequence[str]], timeout: float = 600,
-                worker: Path = WORKER) -> list[Parsed]:
-    """Parse each argv (engine arguments, without the command) with `engine`'s real parser
-    (`worker`: the script run in the engine's environment; another one may check more)."""
-    if not argvs:
-        return []
+class WorkerFailed(RuntimeError):
+    """A parser worker died, hung or answered garbage (its output's tail is in the message)."""
+
+
+@dataclass
+class Worker:
+    """One running parser process and our end of its channel."""
+
+    engine: str
+    venv: Path
+    process: subprocess.Popen
+    channel: socket.socket
+    home: Path                   # its cwd, holding the log of its stdout and stderr
+
+    @property
+    def log(self) -> Path:
+        return self.home / "output.log"
+
+    def tail(self) -> str:
+        try:
+            return self.log.read_text(encoding="utf-8", errors="replace")[-LOG_TAIL:]
+        except OSError as exc:
+            return f"(no output: {exc})"
+
+    def exchange(self, request: dict, timeout: float) -> Any:
+        """Send one request and wait for its answer, for at most `timeout` seconds in all."""
+        import json
+
+        deadline = time.monotonic() + timeout
+        self.channel.settimeout(timeout)
+        self.channel.sendall(encode(request))
+        (size,) = HEADER.unpack(self._receive(HEADER.size, deadline))
+        return json.loads(self._receive(size, deadline).decode("utf-8"))
+
+    def _receive(self, size: int, deadline: float) -> bytes:
+        chunks, missing = [], size
+        while missing:
+            self.channel.settimeout(max(deadline - time.monotonic(), 0.001))
+            chunk = self.channel.recv(min(missing, 1 << 20))
+            if not chunk:
+                raise EOFError("the worker closed its channel")
+            chunks.append(chunk)
+            missing -= len(chunk)
+        return b"".join(chunks)
+
+    def failure(self, exc: BaseException, timeout: float) -> WorkerFailed:
+        """Why this worker failed, with its output's tail; it is ended (it may be hung) and cleaned up."""
+        if isinstance(exc, TimeoutError):
+            why = f"did not answer within {timeout:g} s (killed)"
+        else:
+            why = f"failed ({type(exc).__name__}: {exc}) and was killed"
+        if self.process.poll() is None:
+            try:
+                self.process.wait(timeout=1)    # a dying worker: let it finish, so its exit code is known
+                why = f"exited with {self.process.returncode}"
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        else:
+            why = f"exited with {self.process.returncode}"
+        tail = self.tail()
+        self.channel.close()
+        shutil.rmtree(self.home, ignore_errors=True)
+        return WorkerFailed(f"{self.engine} parser worker ({self.venv}, pid {self.process.pid}) {why}; "
+                            f"its output ends:\n{tail}")
+
+    def stop(self) -> None:
+        """End the worker and reap it. Killed, not asked: it holds nothing worth a clean exit, and
+        tearing down an interpreter that imported vLLM costs about 2 s of CPU."""
+        self.channel.close()
+        self.process.kill()
+        self.process.wait()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def start_worker(engine: str, venv: Path, script: Path = WORKER) -> Worker:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "AIM_"))}
     env.update(ENGINE_ENV[engine])
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    with tempfile.TemporaryDirectory(prefix=f"aim-parse-{engine}-") as tmp:
-        src, out = Path(tmp, "in.json"), Path(tmp, "out.json")
-        src.write_text(json.dumps([list(a) for a in argvs]), encoding="utf-8")
-        proc = subprocess.run(
-            [str(venv / "bin" / "python"), str(worker), engine, str(src), str(out)],
-            env=env, cwd=tmp, capture_output=True, text=True, timeout=timeout,
-        )
-        if proc.returncode != 0 or not out.exists():
-            raise RuntimeError(f"{engine} parser worker failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-        raw = json.loads(out.read_text(encoding="utf-8"))
-    return [Parsed(ok=r["ok"], values=r.get("values", {}), error=r.get("error", "")) for r in raw]
+    ours, theirs = socket.socketpair()
+    home = Path(tempfile.mkdtemp(prefix=f"aim-parse-{engine}-"))
+    try:
+        with open(home / "output.log", "wb") as log:
+            process = subprocess.Popen(
+                [str(venv / "bin" / "python"), str(script), engine, str(theirs.fileno())],
+                env=env, cwd=home, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                pass_fds=(theirs.fileno(),),
+            )
+    except BaseException:
+        ours.close()
+        shutil.rmtree(home, ignore_errors=True)
+        raise
+    finally:
+        theirs.close()     # only the worker holds its end: our exit (even a kill) is its EOF
+    return Worker(engine, venv, process, ours, home)
+
+
+class ParserPool:
+    """The running workers of this process, one per (engine, environment)."""
+
+    def __init__(self, script: Path = WORKER) -> None:
+        self.script = script
+        self._workers: dict[tuple[str, str], Worker] = {}
+        self._lock = threading.Lock()
+
+    def parse(self, engine: str, venv: Path, argvs: Sequence[Sequence[str]], checks: Sequence[str] = (),
+              timeout: float = 600) -> list[Parsed]:
+        if not argvs:
+            return []
+        request = {"argvs": [list(a) for a in argvs], "checks": list(checks)}
+        key = (engine, str(Path(venv).resolve()))
+        with self._lock:
+            if key not in self._workers:
+                self._workers[key] = start_worker(engine, Path(venv), self.script)
+            worker = self._workers[key]
+            try:
+                raw = worker.exchange(request, timeout)
+                if not isinstance(raw, list) or len(raw) != len(argvs):
+                    raise ValueError(f"{len(argvs)} argv answered with {raw!r:.200}")
+            except (OSError, EOFError, ValueError) as exc:   # a timeout is an OSError too
+                del self._workers[key]
+                raise worker.failure(exc, timeout) from exc
+        return [Parsed(ok=r["ok"], values=r.get("values", {}), error=r.get("error", "")) for r in raw]
+
+    def pids(self) -> dict[tuple[str, str], int]:
+        return {k: w.process.pid for k, w in self._workers.items()}
+
+    def close(self) -> None:
+        with self._lock:
+            workers, self._workers = list(self._workers.values()), {}
+        for worker in workers:
+            worker.stop()
+
+
+POOL = ParserPool()
+atexit.register(POOL.close)
+
+
+def parse_batch(engine: str, venv: Path, argvs: Sequence[Sequence[str]], timeout: float = 600,
+                checks: Sequence[str] = ()) -> list[Parsed]:
+    """Parse each argv (engine arguments, without the command) with `engine`'s real parser in
+    `venv`, in this process's worker for them; `checks` (engine_parser_checks.py) check more."""
+    return POOL.parse(engine, venv, argvs, checks, timeout)
 
 
 def parse_one(engine: str, venv: Path, argv: Sequence[str]) -> Parsed:
