@@ -6,6 +6,7 @@ answers batch after batch until the test process closes its end of the channel:
     python engine_parser_worker.py ENGINE FD
     request: {"argvs": [["MODEL", "--max-num-seqs", "8", ...], ...], "checks": ["parallel_config"]}
     answer:  [{"ok": true, "values": {dest: value, ...}}, {"ok": false, "error": "..."}, ...]
+             or {"error": "TRACEBACK"} for a request it could not answer (it keeps serving)
 
 FD is a private socket inherited from the test process (tests/support/engine_parsers.py), each
 message one length-prefixed JSON document: the engines log to stdout/stderr while importing and
@@ -26,6 +27,7 @@ import json
 import socket
 import struct
 import sys
+import traceback
 from typing import BinaryIO
 
 HEADER = struct.Struct(">Q")      # the length of the JSON document that follows
@@ -121,7 +123,11 @@ def serve(engine: str, channel: socket.socket) -> int:
     parser, validate = PARSERS[engine]()
     with channel.makefile("rb") as requests, channel.makefile("wb") as answers:
         while (request := read_message(requests)) is not None:
-            answers.write(encode(answer(engine, parser, validate, request)))
+            try:
+                reply: object = answer(engine, parser, validate, request)
+            except Exception:     # a bad request or a parser bug: say so, and stay up for the next one
+                reply = {"error": traceback.format_exc(limit=-4)}
+            answers.write(encode(reply))
             answers.flush()
     return 0
 

@@ -45,7 +45,7 @@ class Parsed:
 
 
 class WorkerFailed(RuntimeError):
-    """A parser worker died, hung or answered garbage (its output's tail is in the message)."""
+    """A parser worker died or hung (its output's tail is in the message), or could not answer."""
 
 
 @dataclass
@@ -161,11 +161,13 @@ class ParserPool:
             worker = self._workers[key]
             try:
                 raw = worker.exchange(request, timeout)
-                if not isinstance(raw, list) or len(raw) != len(argvs):
-                    raise ValueError(f"{len(argvs)} argv answered with {raw!r:.200}")
             except (OSError, EOFError, ValueError) as exc:   # a timeout is an OSError too
                 del self._workers[key]
                 raise worker.failure(exc, timeout) from exc
+        if isinstance(raw, dict) and "error" in raw:
+            raise WorkerFailed(f"{engine} parser worker ({venv}) could not answer the batch:\n{raw['error']}")
+        if not isinstance(raw, list) or len(raw) != len(argvs):
+            raise WorkerFailed(f"{engine} parser worker ({venv}) answered {len(argvs)} argv with {raw!r:.300}")
         return [Parsed(ok=r["ok"], values=r.get("values", {}), error=r.get("error", "")) for r in raw]
 
     def pids(self) -> dict[tuple[str, str], int]:
