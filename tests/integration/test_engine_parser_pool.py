@@ -126,17 +126,20 @@ def test_no_worker_outlives_its_test_process(ending):
     """Ended normally the test process closes its workers (atexit); killed, it cannot, and each
     worker ends on its own when its channel reads end-of-file."""
     venv = engine_venv("sglang")
-    script = ("import json, sys, time\n"
+    script = ("import json, sys\n"
               "from tests.support.engine_parsers import POOL, parse_batch\n"
               f"assert parse_batch('sglang', {str(venv)!r}, [{MINIMAL!r}])[0].ok\n"
               "print(json.dumps(list(POOL.pids().values())), flush=True)\n"
-              f"time.sleep({600 if ending == 'kill' else 0})\n")
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
+              "sys.stdin.readline()\n")                  # until the test says so
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
     try:
         (pid,) = json.loads(proc.stdout.readline())
         assert _running(pid)
         if ending == "kill":
             proc.kill()
+        else:
+            proc.stdin.close()
         assert proc.wait(timeout=120) == (-9 if ending == "kill" else 0)
     finally:
         proc.kill()
