@@ -8,15 +8,15 @@ use, it builds the parser once and answers every later batch, until the test pro
 is killed cannot close them, but then each worker reads end-of-file on its channel and exits).
 
 Requests and answers travel on a private socket (the engines print to stdout/stderr while
-importing and parsing); their output goes to a log file whose tail explains a worker that died
-or hung. Such a worker is killed and forgotten: the next call starts a fresh one.
+importing and parsing); their output goes to an unlinked temporary file (nothing to clean up,
+even after a kill) whose tail explains a worker that died or hung. Such a worker is killed and
+forgotten: the next call starts a fresh one.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, BinaryIO, Sequence
 
 from tests.support.engine_parser_worker import HEADER, encode
 
@@ -56,17 +56,13 @@ class Worker:
     venv: Path
     process: subprocess.Popen
     channel: socket.socket
-    home: Path                   # its cwd, holding the log of its stdout and stderr
-
-    @property
-    def log(self) -> Path:
-        return self.home / "output.log"
+    log: BinaryIO      # its stdout and stderr: an unlinked file, gone with the last process holding it
 
     def tail(self) -> str:
-        try:
-            return self.log.read_text(encoding="utf-8", errors="replace")[-LOG_TAIL:]
-        except OSError as exc:
-            return f"(no output: {exc})"
+        fd = self.log.fileno()
+        size = os.fstat(fd).st_size
+        start = max(size - 4 * LOG_TAIL, 0)    # pread: the worker shares this file's offset
+        return os.pread(fd, size - start, start).decode("utf-8", errors="replace")[-LOG_TAIL:]
 
     def exchange(self, request: dict, timeout: float) -> Any:
         """Send one request and wait for its answer, for at most `timeout` seconds in all."""
@@ -106,7 +102,7 @@ class Worker:
             why = f"exited with {self.process.returncode}"
         tail = self.tail()
         self.channel.close()
-        shutil.rmtree(self.home, ignore_errors=True)
+        self.log.close()
         return WorkerFailed(f"{self.engine} parser worker ({self.venv}, pid {self.process.pid}) {why}; "
                             f"its output ends:\n{tail}")
 
@@ -116,7 +112,7 @@ class Worker:
         self.channel.close()
         self.process.kill()
         self.process.wait()
-        shutil.rmtree(self.home, ignore_errors=True)
+        self.log.close()
 
 
 def start_worker(engine: str, venv: Path, script: Path = WORKER) -> Worker:
@@ -124,21 +120,20 @@ def start_worker(engine: str, venv: Path, script: Path = WORKER) -> Worker:
     env.update(ENGINE_ENV[engine])
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     ours, theirs = socket.socketpair()
-    home = Path(tempfile.mkdtemp(prefix=f"aim-parse-{engine}-"))
+    log = tempfile.TemporaryFile(prefix=f"aim-parse-{engine}-")
     try:
-        with open(home / "output.log", "wb") as log:
-            process = subprocess.Popen(
-                [str(venv / "bin" / "python"), str(script), engine, str(theirs.fileno())],
-                env=env, cwd=home, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                pass_fds=(theirs.fileno(),),
-            )
+        process = subprocess.Popen(
+            [str(venv / "bin" / "python"), str(script), engine, str(theirs.fileno())],
+            env=env, cwd=tempfile.gettempdir(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            pass_fds=(theirs.fileno(),),
+        )
     except BaseException:
         ours.close()
-        shutil.rmtree(home, ignore_errors=True)
+        log.close()
         raise
     finally:
         theirs.close()     # only the worker holds its end: our exit (even a kill) is its EOF
-    return Worker(engine, venv, process, ours, home)
+    return Worker(engine, venv, process, ours, log)
 
 
 class ParserPool:
